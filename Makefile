@@ -1,0 +1,35 @@
+# The two commands: `make demo` runs the main job, `make test` passes the tests. Each bootstraps .venv when missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PYTHONUNBUFFERED := 1
+export PATH := $(abspath $(BIN)):$(PATH)
+# a digest of the notebooks and the library, to check that nbdev_clean + nbdev_export change nothing
+SYNC_DIGEST = find nbs mlops_nb -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha1sum | sha1sum
+
+.PHONY: demo test lab bench clean-venv
+
+$(BIN)/mlops-nb: setup.py settings.ini
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/mlops-nb  ## the flights demo on an embedded sqlite MLflow store in ./demo-flights
+	$(BIN)/mlops-nb demo --workdir demo-flights
+
+test: $(BIN)/mlops-nb  ## notebooks and library in sync, notebook tests, then pytest
+	@before=$$($(SYNC_DIGEST)); $(BIN)/nbdev_clean && $(BIN)/nbdev_export && after=$$($(SYNC_DIGEST)); \
+	  test "$$before" = "$$after" || { git status --short -- nbs mlops_nb; \
+	  echo "nbdev_clean/nbdev_export changed nbs/ or mlops_nb/: notebooks and library were out of sync; commit the result"; exit 1; }
+	cd nbs && ../$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python -m pytest tests/
+
+lab: $(BIN)/mlops-nb  ## JupyterLab on the project with this venv's kernel
+	$(BIN)/jupyter lab --ip 127.0.0.1
+
+bench: $(BIN)/mlops-nb  ## the benchmarks, each printing ratios against its anchor
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)
