@@ -13,11 +13,11 @@ from .config import MlopsNbError
 from .tracking import TAG_EXECUTION, TAG_NOTEBOOK
 
 # %% auto #0
-__all__ = ['LEVELS', 'ITEMS', 'ANSWERS_FILE', 'CI_FILES', 'TEST_FILES', 'NOTEBOOK_FILES', 'PIPELINE_FILE', 'SERVE_STEP',
-           'PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING', 'PAPERMILL_TAG',
-           'GIT_COMMIT_TAG', 'DATA_TAG_PREFIX', 'HISTORY_TAG_PREFIX', 'CHAMPION', 'CHALLENGER', 'RECOMMENDATION',
-           'DETECTORS', 'ITEMS_BY_ID', 'Level', 'Item', 'load_answers', 'save_answers', 'Check', 'Assessment', 'assess',
-           'checklist']
+__all__ = ['LEVELS', 'ITEMS', 'ITEMS_BY_ID', 'ANSWERS_FILE', 'CI_FILES', 'TEST_FILES', 'NOTEBOOK_FILES', 'PIPELINE_FILE',
+           'SERVE_STEP', 'PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING',
+           'PAPERMILL_TAG', 'GIT_COMMIT_TAG', 'DATA_TAG_PREFIX', 'HISTORY_TAG_PREFIX', 'CHAMPION', 'CHALLENGER',
+           'RECOMMENDATION', 'DETECTORS', 'Level', 'Item', 'load_answers', 'save_answers', 'Check', 'Assessment',
+           'assess', 'checklist']
 
 # %% ../nbs/07_maturity.ipynb #d678563c
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ ITEMS = (
          "automation without an owner hides problems instead of fixing them",
          "a regular review of the monitoring experiment and the alias history (`mlops-nb history NAME`)", "manual"),
 )
+ITEMS_BY_ID = {i.id: i for i in ITEMS}
 
 # %% ../nbs/07_maturity.ipynb #d31f8fc1
 ANSWERS_FILE = "maturity.json"       # manual answers, in the project root
@@ -525,7 +526,8 @@ def _checklist_class():
         "The maturity checklist."
         def _repr_mimebundle_(self, **kwargs):
             bundle = super()._repr_mimebundle_(**kwargs) or {}
-            return {**bundle, "text/html": self.current()._repr_html_()}
+            now = self.current()
+            return {**bundle, "text/plain": now.to_text(), "text/html": now._repr_html_()}
     return Checklist
 
 def _detail(c:Check)->str:
@@ -574,5 +576,3 @@ def checklist(
     ui.boxes, ui.level, ui.progress, ui.save, ui.status, ui.current = boxes, level, progress, button, status, current
     refresh()
     return ui
-
-ITEMS_BY_ID = {i.id: i for i in ITEMS}
