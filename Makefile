@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # a digest of the notebooks and the library, to check that nbdev_clean + nbdev_export change nothing
 SYNC_DIGEST = find nbs mlops_nb -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha1sum | sha1sum
 
-.PHONY: demo test lab bench clean-venv
+.PHONY: demo test test-browser lab bench clean-venv
 
 $(BIN)/mlops-nb: setup.py settings.ini
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,7 +23,11 @@ test: $(BIN)/mlops-nb  ## notebooks and library in sync, notebook tests, then py
 	  test "$$before" = "$$after" || { git status --short -- nbs mlops_nb; \
 	  echo "nbdev_clean/nbdev_export changed nbs/ or mlops_nb/: notebooks and library were out of sync; commit the result"; exit 1; }
 	cd nbs && ../$(BIN)/nbdev_test --n_workers 2
-	$(BIN)/python -m pytest tests/
+	$(BIN)/python -m pytest tests/ --ignore=tests/test_maturity_browser.py
+
+test-browser: $(BIN)/mlops-nb  ## the real-browser widget test: installs chromium (apt) if missing, then JupyterLab + Playwright
+	.ci/install-browser
+	$(BIN)/python -m pytest tests/test_maturity_browser.py
 
 lab: $(BIN)/mlops-nb  ## JupyterLab on the project with this venv's kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1
