@@ -14,10 +14,9 @@ from .tracking import TAG_EXECUTION, TAG_NOTEBOOK
 
 # %% auto #0
 __all__ = ['LEVELS', 'ITEMS', 'ITEMS_BY_ID', 'ANSWERS_FILE', 'CI_FILES', 'TEST_FILES', 'NOTEBOOK_FILES', 'PIPELINE_FILE',
-           'SERVE_STEP', 'PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING',
-           'PAPERMILL_TAG', 'GIT_COMMIT_TAG', 'DATA_TAG_PREFIX', 'HISTORY_TAG_PREFIX', 'CHAMPION', 'CHALLENGER',
-           'RECOMMENDATION', 'DETECTORS', 'Level', 'Item', 'load_answers', 'save_answers', 'Check', 'Assessment',
-           'assess', 'checklist']
+           'SERVE_STEP', 'PAPERMILL_TAG', 'GIT_COMMIT_TAG', 'DATA_TAG_PREFIX', 'HISTORY_TAG_PREFIX', 'CHAMPION',
+           'CHALLENGER', 'RECOMMENDATION', 'DETECTORS', 'Level', 'Item', 'load_answers', 'save_answers', 'Check',
+           'Assessment', 'assess', 'checklist']
 
 # %% ../nbs/07_maturity.ipynb #d678563c
 @dataclass(frozen=True)
@@ -108,6 +107,7 @@ ITEMS = (
 ITEMS_BY_ID = {i.id: i for i in ITEMS}
 
 # %% ../nbs/07_maturity.ipynb #d31f8fc1
+from .config import PREDICTION_LOG, VARIANT_COLUMN, KIND_TAG, KIND_MONITORING, KIND_RETRAINING  # shared conventions
 ANSWERS_FILE = "maturity.json"       # manual answers, in the project root
 CI_FILES = (".ci/run", ".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitlab-ci.yml", "Jenkinsfile",
             "azure-pipelines.yml", ".circleci/config.yml")
@@ -115,10 +115,6 @@ TEST_FILES = ("tests/test_*.py", "tests/*_test.py", "test_*.py")
 NOTEBOOK_FILES = ("*.ipynb", "nbs/*.ipynb", "nbs/*/*.ipynb")
 PIPELINE_FILE = "pipeline.yaml"      # the pipeline contract (mlops_nb.pipeline)
 SERVE_STEP = "serve"                 # a pipeline step with this name or `kind` serves the model
-PREDICTION_LOG = "predictions"       # folder of parquet files under the project root, one row per prediction
-VARIANT_COLUMN = "variant"           # prediction-log column naming the model that answered (e.g. champion, challenger)
-KIND_TAG = "mlops_nb.kind"           # experiment or run tag saying what the runs are
-KIND_MONITORING, KIND_RETRAINING = "monitoring", "retraining"
 PAPERMILL_TAG = "mlops_nb.papermill" # "true" on runs started under papermill (mlops_nb.tracking)
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 DATA_TAG_PREFIX = "mlops_nb.data."   # data fingerprint tags (mlops_nb.tracking)
