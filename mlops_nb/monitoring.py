@@ -69,11 +69,11 @@ def _value_counts(sorted_values, keys):
 def _wasserstein(a, b)->float:
     "First Wasserstein distance between two sorted samples (scipy's formula, without re-sorting them)."
     import numpy as np
-    both = np.sort(np.concatenate([a, b]), kind="stable")  # two sorted runs: a linear merge
-    gaps = np.diff(both)
-    cdf_a = np.searchsorted(a, both[:-1], "right") / a.size
-    cdf_b = np.searchsorted(b, both[:-1], "right") / b.size
-    return float(np.sum(np.abs(cdf_a - cdf_b) * gaps))
+    both = np.concatenate([a, b])
+    order = np.argsort(both, kind="stable")  # two sorted runs: timsort merges them in linear time
+    from_a = order < a.size
+    cdf_a, cdf_b = np.cumsum(from_a)[:-1] / a.size, np.cumsum(~from_a)[:-1] / b.size  # ties: zero-width gaps
+    return float(np.sum(np.abs(cdf_a - cdf_b) * np.diff(both[order])))
 
 # %% ../nbs/05_monitoring.ipynb #36deae7a
 def _chisquare(ref, cur)->tuple[float, float]:
@@ -122,7 +122,8 @@ def _sorted_finite(s):
     except (TypeError, ValueError):
         raise MlopsNbError(f"column {s.name!r} is treated as numeric but holds {s.dtype} values: "
                            "pass it in `categorical=[...]`") from None
-    return np.sort(a[np.isfinite(a)])
+    finite = np.isfinite(a)
+    return np.sort(a if finite.all() else a[finite])
 
 def _binned(a, b, ref_distinct:int)->tuple:
     "Counts per Sturges bin over both samples (many distinct values), else per value."
@@ -319,6 +320,8 @@ def read_predictions(
     import pandas as pd
     folder = Path(root or project_root())
     folder = folder if folder.name == PREDICTION_LOG or not (folder/PREDICTION_LOG).is_dir() else folder/PREDICTION_LOG
+    if not folder.is_dir(): raise MlopsNbError(f"no prediction log at {folder}: the model service writes its predictions to "
+                                               f"<project>/{PREDICTION_LOG}/ as parquet files; pass the project or that folder")
     df = read_frame(folder)
     if "timestamp" in df:
         ts = pd.to_datetime(df["timestamp"], utc=True)
