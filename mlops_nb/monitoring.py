@@ -242,7 +242,7 @@ def dataset_drift(
     "Evidently's dataset drift: at least `share` of the columns drifted."
     return bool(len(table) and table.drifted.mean() >= share)
 
-# %% ../nbs/05_monitoring.ipynb #36110d3c
+# %% ../nbs/05_monitoring.ipynb #2a1bd546
 HIGHER_IS_WORSE = {"rmse": True, "mae": True, "accuracy": False, "f1": False}
 
 def _f1(t, p)->float:
@@ -272,7 +272,7 @@ def performance(
     t, p = t.to_numpy(), p.to_numpy()
     return {"accuracy": float(np.mean(t == p)), "f1": _f1(t, p), "n": len(t)}
 
-# %% ../nbs/05_monitoring.ipynb #df3de268
+# %% ../nbs/05_monitoring.ipynb #f5f1afd2
 def prediction_drift(
     reference_pred, # predictions on the reference data
     current_pred, # predictions on the current batch
@@ -283,7 +283,7 @@ def prediction_drift(
     ref, cur = pd.Series(reference_pred, name="prediction").reset_index(drop=True), pd.Series(current_pred).reset_index(drop=True)
     return _column_drift(ref, cur, column_kind(ref), method)
 
-# %% ../nbs/05_monitoring.ipynb #d994365d
+# %% ../nbs/05_monitoring.ipynb #2ce1432a
 LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "timestamp", "request_id")  # written by the model service
 
 def read_frame(
@@ -303,7 +303,7 @@ def read_frame(
     if path.suffix == ".csv": return pd.read_csv(path)
     raise MlopsNbError(f"cannot read {path}: use a .parquet or .csv file (or a folder of parquet files)")
 
-# %% ../nbs/05_monitoring.ipynb #700e70c4
+# %% ../nbs/05_monitoring.ipynb #ed533fac
 def _utc(t):
     "A timestamp in UTC; a naive one is taken to be UTC already."
     import pandas as pd
@@ -344,7 +344,7 @@ def join_labels(
     extra = [c for c in labels.columns if c != "request_id" and c in predictions.columns]
     return predictions.drop(columns=extra).merge(labels, on="request_id", how="left")
 
-# %% ../nbs/05_monitoring.ipynb #c14e8307
+# %% ../nbs/05_monitoring.ipynb #51458bfb
 @dataclass
 class MonitorReport:
     "The result of checking one batch: verdict, drift table, metrics against their baseline, plots."
@@ -372,11 +372,11 @@ class MonitorReport:
                  f"  drift: {len(self.drifted)} of {len(self.drift)} columns ({', '.join(self.drifted) or 'none'})"]
         if self.prediction: lines.append(f"  prediction drift: {'yes' if self.prediction['drifted'] else 'no'} ({self.prediction['test']})")
         if self.metric and self.metric in self.metrics:
-            lines.append(f"  {self.metric}: {self.metrics[self.metric]:.4g} vs baseline {self.baseline.get(self.metric, float('nan')):.4g}"
-                         f" ({self.degradation:+.1%} worse)" if self.degradation is not None else "")
+            change = f" ({self.degradation:+.1%} worse)" if self.degradation is not None else ""
+            lines.append(f"  {self.metric}: {self.metrics[self.metric]:.4g} vs baseline {self.baseline.get(self.metric, float('nan')):.4g}{change}")
         return "\n".join(lines)
 
-# %% ../nbs/05_monitoring.ipynb #b28c653f
+# %% ../nbs/05_monitoring.ipynb #9a8ac882
 def _overlay(ax, ref, cur, kind:str, name:str):
     "Reference against current for one column on one Axes."
     import numpy as np, pandas as pd
@@ -423,7 +423,7 @@ def _plot_history(self, metric:str|None=None):
 
 MonitorReport.plot_drift, MonitorReport.plot_history = _plot_drift, _plot_history
 
-# %% ../nbs/05_monitoring.ipynb #92ab0908
+# %% ../nbs/05_monitoring.ipynb #f7d22f3a
 _VERDICT_COLORS = {"ok": "#2e7d32", "drift": "#ef6c00", "performance_drop": "#c62828"}
 
 def _png(fig)->str:
@@ -469,7 +469,7 @@ def _to_dict(self)->dict:
 
 MonitorReport._repr_html_, MonitorReport.to_html, MonitorReport.to_dict = _html, _to_html, _to_dict
 
-# %% ../nbs/05_monitoring.ipynb #7ba2c239
+# %% ../nbs/05_monitoring.ipynb #f1e0001e
 def _load_model(model, root):
     "A model URI loaded from the project's registry, or the fitted object itself."
     if model is None or not isinstance(model, str): return model
@@ -496,7 +496,7 @@ def _degradation(metric:str|None, current:dict, baseline:dict)->float|None:
     change = (current[metric] - baseline[metric]) / abs(baseline[metric])
     return float(change if HIGHER_IS_WORSE[metric] else -change)
 
-# %% ../nbs/05_monitoring.ipynb #1ab6aeb6
+# %% ../nbs/05_monitoring.ipynb #76bbc6f4
 def _metric_key(name:str)->str:
     "A column name as a valid MLflow metric key."
     return re.sub(r"[^\w\-. /]", "_", str(name))[:200]
@@ -529,7 +529,7 @@ class Monitor:
         self.baseline = baseline or self._performance(self.reference, self.reference_pred)
         self.history, self.reports = [], []
 
-# %% ../nbs/05_monitoring.ipynb #15607319
+# %% ../nbs/05_monitoring.ipynb #e78f3bbe
 def _predictions(self, df):
     "The batch's own prediction column if it has one, else the model's predictions, else None."
     import numpy as np
@@ -554,7 +554,7 @@ def _verdict(self, table, pred_row, degradation)->tuple[str, bool]:
 
 Monitor._predictions, Monitor._performance, Monitor._verdict = _predictions, _performance, _verdict
 
-# %% ../nbs/05_monitoring.ipynb #92bd39d9
+# %% ../nbs/05_monitoring.ipynb #2f26b0b9
 def _check(self,
            batch, # a DataFrame, a .parquet/.csv file, or a folder of parquet files (the prediction log)
            labels=None, # late labels: a DataFrame with request_id and the target, joined to the batch
@@ -582,7 +582,7 @@ def _check(self,
 
 Monitor.check = _check
 
-# %% ../nbs/05_monitoring.ipynb #de5712bf
+# %% ../nbs/05_monitoring.ipynb #9f5bb908
 def _batch_metrics(report:MonitorReport)->dict:
     "Everything numeric about a batch, as MLflow metrics."
     t = report.drift
@@ -624,7 +624,7 @@ def _log(self, report:MonitorReport, step:int)->str:
 
 Monitor._log = _log
 
-# %% ../nbs/05_monitoring.ipynb #b1c90fa3
+# %% ../nbs/05_monitoring.ipynb #2291b453
 def history(
     experiment:str="monitoring", # the monitoring experiment
     root:str|Path|None=None, # the project (default: `project_root()`)
