@@ -31,9 +31,9 @@ setuptools.setup(
         "Natural Language :: " + cfg["language"].title(),
     ] + ["Programming Language :: Python :: " + v for v in py_versions[py_versions.index(min_python):]],
     url=cfg["git_url"],
-    packages=setuptools.find_packages(include=["mlops_nb", "mlops_nb.*"]),
+    packages=setuptools.find_namespace_packages(include=["mlops_nb", "mlops_nb.*"]),  # templates/ are data folders
     include_package_data=True,
-    package_data={"mlops_nb": ["templates/**/*"]},
+    package_data={"mlops_nb": ["templates/*/*"]},
     install_requires=requirements,
     extras_require={"dev": dev_requirements},
     python_requires=">=" + min_python,

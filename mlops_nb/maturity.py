@@ -326,7 +326,7 @@ def _variants(files:list[Path])->dict:
 def _ab_tests(p:_Project)->tuple[bool, str]:
     "Two variants in the prediction log, or a challenger alias."
     variants = _variants(p.predictions)
-    found = [f"prediction log with variants " + ", ".join(f"{k} ({n} rows)" for k, n in sorted(variants.items(), key=str))] if len(variants) > 1 else []
+    found = ["prediction log with variants " + ", ".join(f"{k} ({n} rows)" for k, n in sorted(variants.items(), key=str))] if len(variants) > 1 else []
     found += _aliases(p, CHALLENGER) if not p.no_store else []
     return (True, "; ".join(found)) if found else \
            (False, f"no prediction log with two {VARIANT_COLUMN!r} values and no {CHALLENGER!r} alias")

@@ -601,7 +601,7 @@ def _batch_metrics(report:MonitorReport)->dict:
 def _log(self, report:MonitorReport, step:int)->str:
     "Log one batch as one MLflow run of the monitoring experiment; returns its id."
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from mlops_nb.config import use_store
     from mlops_nb.tracking import experiment_id, ENV_STEP_RUN
     uri = use_store(self.root)

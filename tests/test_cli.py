@@ -3,23 +3,38 @@ import json, re
 from conftest import BIN, run, store_runs
 
 def test_demo_runs_the_flights_pipeline_then_serves_it_from_the_cache(tmp_path, project):
-    first = run(BIN/"mlops-nb", "demo", "--workdir", tmp_path/"demo", cwd=tmp_path)
+    repo = tmp_path/"repo"            # as `make demo` does: the demo folder inside a git checkout with CI and tests
+    (repo/".ci").mkdir(parents=True); (repo/"tests").mkdir()
+    (repo/".ci"/"run").write_text("make test\n"); (repo/"tests"/"test_smoke.py").write_text("def test_ok(): pass\n")
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ci"]):
+        run("git", *args, cwd=repo)
+    demo = repo/"demo-flights"
+    first = run(BIN/"mlops-nb", "demo", "--workdir", demo, cwd=repo)
     assert "champion: flights v1" in first.stdout and "mlflow ui --backend-store-uri" in first.stdout
     rmse = float(re.search(r"champion: flights v1, validation RMSE ([\d.]+) min", first.stdout)[1])
     assert 8 < rmse < 15                                   # January -> February air time, in minutes
-    _, runs = store_runs(tmp_path/"demo", "flights")
+    _, runs = store_runs(demo, "flights")
     train = [r for r in runs if r.data.tags.get("mlops_nb.step") == "train"]
     assert len(train) == 6 and all("rmse" in r.data.metrics for r in train)
     assert round(min(r.data.metrics["rmse"] for r in train), 2) == rmse   # the champion is the best grid point
 
-    second = run(BIN/"mlops-nb", "demo", "--workdir", tmp_path/"demo", cwd=tmp_path)
-    steps = {line.split()[0]: line.split()[1] for line in second.stdout.splitlines()
-             if line.split()[:1] and line.split()[0] in ("prepare", "vectorize", "train", "register")}
-    assert steps == {"prepare": "cached", "vectorize": "cached", "train": "cached", "register": "cached"}
+    _, monitored = store_runs(demo, "flights-monitoring")
+    rmse_by_month = {int(r.info.run_name.split()[-1]): r.data.metrics["rmse"] for r in monitored}
+    assert sorted(rmse_by_month) == list(range(3, 13))
+    assert max(rmse_by_month[m] for m in (6, 7, 8)) > 1.4 * rmse       # the frozen model degrades through the summer
+    assert (demo/"reports"/"monitoring.html").is_file()
 
-    found = json.loads(run(BIN/"mlops-nb", "best", "flights", "--metric", "rmse", "--json", cwd=tmp_path/"demo").stdout)
+    second = run(BIN/"mlops-nb", "demo", "--workdir", demo, cwd=repo)
+    steps = {line.split()[0]: line.split()[1] for line in second.stdout.splitlines()
+             if line.split()[:1] and line.split()[0] in ("prepare", "vectorize", "train", "register", "monitor")}
+    assert steps == dict.fromkeys(["prepare", "vectorize", "train", "register", "monitor"], "cached")
+
+    found = json.loads(run(BIN/"mlops-nb", "best", "flights", "--metric", "rmse", "--json", cwd=demo).stdout)
     assert round(found["value"], 2) == rmse
-    assert "champion" in run(BIN/"mlops-nb", "models", "flights", cwd=tmp_path/"demo").stdout
+    assert "champion" in run(BIN/"mlops-nb", "models", "flights", cwd=demo).stdout
+    level = json.loads(run(BIN/"mlops-nb", "maturity", demo, "--json", cwd=repo).stdout)
+    met = {i["id"] for i in level["items"] if i["met"]}
+    assert level["level"] >= 2 and {"ci", "tests", "tracking", "reproducible", "pipeline", "registry", "champion"} <= met
 
 def test_new_project_runs_as_is(tmp_path, project):
     run(BIN/"mlops-nb", "new", tmp_path/"fresh", cwd=tmp_path)
