@@ -178,3 +178,23 @@ def test_bad_override_and_missing_pipeline(project):
     assert "-p takes key=value" in mlops("run", "-p", "b", cwd=project, check=False).stderr
     missing = mlops("run", "nope.yaml", cwd=project, check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+def test_only_from_force_and_dry_run(project):
+    write_notebook(project/"a.ipynb", "open(out, 'w').write('a')", parameters="out = ''")
+    write_notebook(project/"b.ipynb", "open(out, 'w').write(open(src).read() + 'b')", parameters="src = ''\nout = ''")
+    write_notebook(project/"c.ipynb", "open(final, 'w').write(open(out).read() + 'c')", parameters="out = ''\nfinal = ''")
+    (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "abc", "steps": [
+        {"name": "a", "notebook": "a.ipynb", "products": {"out": "a.txt"}},
+        {"name": "b", "notebook": "b.ipynb", "needs": ["a"], "params": {"src": str(project/"a.txt")}, "products": {"out": "b.txt"}},
+        {"name": "c", "notebook": "c.ipynb", "needs": ["b"], "products": {"final": "c.txt"}}]}))
+    plan = mlops("run", "--dry-run", cwd=project).stdout
+    assert [l.split()[:2] for l in plan.splitlines()[1:]] == [["a", "False"], ["b", "False"], ["c", "False"]]
+    assert not (project/"runs").exists()                                    # a dry run runs nothing
+    assert statuses(mlops("run", cwd=project).stdout) == {"a": ["ran"], "b": ["ran"], "c": ["ran"]}
+    assert statuses(mlops("run", "--only", "b", cwd=project).stdout) == {"a": ["cached"], "b": ["ran"]}
+    assert statuses(mlops("run", "--from", "b", cwd=project).stdout) == {"a": ["cached"], "b": ["ran"], "c": ["ran"]}
+    # a forced step that writes the same content leaves its downstream cached: the cache is content, not time
+    assert statuses(mlops("run", "--force", "a", cwd=project).stdout) == {"a": ["ran"], "b": ["cached"], "c": ["cached"]}
+    assert statuses(mlops("run", "--force", cwd=project).stdout) == {"a": ["ran"], "b": ["ran"], "c": ["ran"]}
+    assert (project/"c.txt").read_text() == "abc"
+    assert "no step 'd'" in mlops("run", "--only", "d", cwd=project, check=False).stderr
