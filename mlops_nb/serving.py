@@ -193,6 +193,12 @@ def _as_frame(data, schema):
         return frame
     except Exception as e: raise RequestError(f"cannot read the inputs as a table of rows ({e})") from None
 
+def _has_missing(values)->bool:
+    "Whether an array holds a null or NaN (numpy's own test for numbers, pandas' for objects)."
+    import numpy as np, pandas as pd
+    if values.dtype.kind in "iub": return False
+    return bool(np.isnan(values).any()) if values.dtype.kind in "fc" else bool(pd.isna(values).any())
+
 def check_rows(
     frame, # the parsed rows (a DataFrame)
     schema=None, # the model's input schema
@@ -203,7 +209,7 @@ def check_rows(
     required = schema.required_input_names()
     missing = [c for c in required if c not in frame.columns]
     if missing: raise RequestError(f"missing column(s) {missing}: the model needs {schema.input_names()}")
-    empty = [c for c in required if frame[c].isna().any()]
+    empty = [c for c in required if _has_missing(frame[c].to_numpy())]
     if empty: raise RequestError(f"column(s) {empty} have missing values (null or NaN) but the model's signature requires them: fill them in")
 
 def predict_rows(
@@ -228,8 +234,10 @@ def _prediction_values(predictions, n:int)->list:
     if arr.ndim == 2 and len(arr) == n: return [json.dumps(r, default=str) for r in arr.tolist()]
     return [json.dumps(predictions.tolist() if hasattr(predictions, "tolist") else predictions, default=str)] * n
 
-def _predictions_json(predictions, **extra)->bytes:
-    "MLflow's answer: {\"predictions\": [...]} (its own serializer), plus extra fields."
+def _predictions_json(predictions, values:list|None=None, **extra)->bytes:
+    "MLflow's answer: {\"predictions\": [...]}, plus extra fields; plain `values` take the fast path."
+    if values is not None and not any(isinstance(v, str) for v in values[:1]):
+        return json.dumps({"predictions": values, **extra}).encode()
     from mlflow.pyfunc.scoring_server import predictions_to_json
     out = io.StringIO()
     predictions_to_json(predictions, out, extra or None)
@@ -550,7 +558,8 @@ ModelService.choose = _choose
 
 # %% ../nbs/04_serving.ipynb #8dabecf2
 def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Variant, loaded:Loaded, rid:str)->tuple[bytes, int]:
-    "Parse, check, score and log one request; the answer's body."
+    "Parse, check, score and log one request; the answer's body and its number of rows."
+    import numpy as np
     if endpoint == "predict": data, params = parse_records(body, loaded.schema), None
     else: data, params = parse_invocation(body, content_type, loaded.schema)
     frame = _as_frame(data, loaded.schema)
@@ -558,8 +567,8 @@ def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Vari
     predictions = predict_rows(loaded, data, params)
     values = _prediction_values(predictions, len(frame))
     if self.log: self.log.add(frame, values, v.name, loaded.version, v.ref.name or v.ref.uri, rid)
-    if endpoint == "predict": return _predictions_json(values, variant=v.name, version=loaded.version, request_id=rid), len(frame)
-    return _predictions_json(predictions), len(frame)
+    if endpoint == "predict": return _predictions_json(values, values, variant=v.name, version=loaded.version, request_id=rid), len(frame)
+    return _predictions_json(predictions, values if isinstance(predictions, np.ndarray) and predictions.ndim == 1 else None), len(frame)
 
 async def _answer(self, request, endpoint:str): # a starlette Response
     "Answer one scoring request: body, variant, parse, check, score, log, metrics."
