@@ -434,7 +434,8 @@ class ModelService:
                  log:bool=True, # keep the prediction log
                  root:str|Path|None=None, # the project folder (default: `project_root()`)
                  max_body:int=5 * 2**20, # the largest request body accepted, in bytes
-                 flush_seconds:float=5.0): # how often the prediction log is written
+                 flush_seconds:float=5.0, # how often the prediction log is written
+                 threads:int=1): # threads that score requests (0: on the event loop)
         split = (0.1 if challenger else 0.0) if split is None else float(split)
         if not 0 <= split <= 1: raise MlopsNbError(f"split must be between 0 and 1, got {split}")
         if split > 0 and not challenger: raise MlopsNbError(f"split={split} sends requests to a challenger: give one (challenger=URI)")
@@ -445,7 +446,7 @@ class ModelService:
         if challenger: self.variants["challenger"] = Variant("challenger", model_ref(challenger))
         self.split, self.reload_every, self.max_body = split, reload_every, max_body
         self.log = PredictionLog(self.root/PREDICTION_LOG, flush_seconds=flush_seconds) if log else None
-        self.metrics, self.n = Metrics(), 0
+        self.metrics, self.n, self.threads, self._pool = Metrics(), 0, threads, None
         self._stop, self._thread = threading.Event(), None
         for v in self.variants.values(): resolve(v.ref)   # a wrong name or alias fails now, not in the background
 
@@ -485,6 +486,9 @@ def _poll(self):
 def _service_start(self)->ModelService:
     "Load the models and poll the registry in a background thread; start the prediction log."
     if self.log: self.log.start()
+    if self.threads and self._pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="score")
     if self._thread is None:
         self._thread = threading.Thread(target=self._poll, name="model-reload", daemon=True)
         self._thread.start()
@@ -494,6 +498,7 @@ def _service_stop(self):
     "Stop polling and write the rest of the prediction log."
     self._stop.set()
     if self._thread is not None: self._thread.join(timeout=120)
+    if self._pool is not None: self._pool.shutdown(wait=True)
     if self.log: self.log.close()
 
 def _wait_ready(self, timeout:float=120.0)->ModelService:
@@ -582,7 +587,9 @@ async def _answer(self, request, endpoint:str): # a starlette Response
         variant, loaded = v.name, v.current
         if loaded is None: raise RequestError(f"no model loaded yet for {v.name} ({v.error or 'loading'}): retry shortly", 503, "TEMPORARILY_UNAVAILABLE")
         headers |= {"X-Model-Variant": v.name, "X-Model-Version": str(loaded.version), "X-Model-Uri": loaded.uri}
-        content, rows = self._score_request(body, request.headers.get("content-type"), endpoint, v, loaded, rid)
+        args = (body, request.headers.get("content-type"), endpoint, v, loaded, rid)
+        if self._pool is None: content, rows = self._score_request(*args)
+        else: content, rows = await asyncio.get_running_loop().run_in_executor(self._pool, self._score_request, *args)
         status = 200
     except RequestError as e: status, content = e.status, _error_body(str(e), e.code)
     except Exception as e:
@@ -642,11 +649,12 @@ def create_app(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     max_body:int=5 * 2**20, # the largest request body accepted, in bytes
     flush_seconds:float=5.0, # how often the prediction log is written
+    threads:int=1, # threads that score requests (0: on the event loop)
 ): # a FastAPI app; its `ModelService` is `app.state.service`
     "The model service as a FastAPI app."
     import contextlib
     from fastapi import FastAPI
-    svc = ModelService(model, challenger, split, reload_every, log, root, max_body, flush_seconds)
+    svc = ModelService(model, challenger, split, reload_every, log, root, max_body, flush_seconds, threads)
     @contextlib.asynccontextmanager
     async def lifespan(app):
         svc.start()
@@ -669,7 +677,7 @@ def serve(
     token:str|None=None, # require this bearer token (default: $MLOPS_NB_SERVE_TOKEN)
     reload_every:float=30.0, # seconds between registry polls
     access_log:bool=False, # uvicorn's line per request
-    **kwargs, # more `create_app` arguments: log, root, max_body, flush_seconds
+    **kwargs, # more `create_app` arguments: log, root, max_body, flush_seconds, threads
 ):
     "Serve a model over HTTP with uvicorn until interrupted."
     import sys, uvicorn
