@@ -275,8 +275,10 @@ _payload = st.one_of(
                     _json_values | st.lists(_record, max_size=3), min_size=1, max_size=2).map(lambda d: json.dumps(d).encode()),
     st.lists(_record, min_size=1, max_size=3).map(lambda rs: json.dumps({"dataframe_records": rs}).encode()),
     st.lists(_record, max_size=3).map(lambda rs: json.dumps(rs).encode()),
-    st.text(max_size=200).map(str.encode))
-_ctype = st.sampled_from(["application/json", "text/csv", "application/vnd.apache.parquet", "text/plain",
+    st.text(max_size=200).map(str.encode),
+    st.builds(lambda k, v: json.dumps({"dataframe_records": [ROW | {k: v}]}).encode(), st.sampled_from(list(ROW)), _json_values),
+    st.builds(lambda k, v: json.dumps([ROW | {k: v}]).encode(), st.sampled_from(list(ROW)), _json_values))
+_ctype = st.sampled_from(["application/json"] * 6 + ["text/csv", "application/vnd.apache.parquet", "text/plain",
                           "application/json; charset=latin-1", "application/json; format=pandas-split", ""])
 
 FUZZED = []
