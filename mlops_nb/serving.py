@@ -79,7 +79,7 @@ class Variant:
                 "version": c and c.version, "run_id": c and c.run_id, "error": self.error,
                 "loaded_at": c and time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.loaded_at))}
 
-# %% ../nbs/04_serving.ipynb #a7078479
+# %% ../nbs/04_serving.ipynb #f488b526
 def _registry_error(ref:ModelRef, e:Exception)->MlopsNbError:
     what = f"alias {ref.alias!r}" if ref.alias else f"version {ref.version}"
     return MlopsNbError(f"cannot find {what} of registered model {ref.name!r} ({type(e).__name__}: {e}); "
@@ -109,7 +109,7 @@ def load_version(
     except Exception as e: raise MlopsNbError(f"cannot load {uri} ({type(e).__name__}: {e})") from None
     return Loaded(model, version, run_id or model.metadata.run_id, uri, time.time())
 
-# %% ../nbs/04_serving.ipynb #a9691dfb
+# %% ../nbs/04_serving.ipynb #69ec0244
 _JSON, _CSV, _PARQUET = "application/json", "text/csv", "application/vnd.apache.parquet"
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -135,7 +135,7 @@ def _media_type(content_type:str|None)->str:
             raise RequestError(f"unsupported Content-Type parameter {p!r}: only charset=utf-8", 415, "UNSUPPORTED_MEDIA_TYPE")
     return mime
 
-# %% ../nbs/04_serving.ipynb #f0e6118b
+# %% ../nbs/04_serving.ipynb #4d3d7ae7
 def _json_payload(doc, schema):
     "Model input and params from an MLflow JSON document."
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
@@ -168,7 +168,7 @@ def parse_invocation(
     except Exception as e: raise _mlflow_error(e, f"cannot read the {mime} body") from None
     raise RequestError(f"unsupported Content-Type {mime!r}: send {_JSON}, {_CSV} or {_PARQUET}", 415, "UNSUPPORTED_MEDIA_TYPE")
 
-# %% ../nbs/04_serving.ipynb #bf2271ff
+# %% ../nbs/04_serving.ipynb #898f3206
 def parse_records(
     body:bytes, # a JSON list of records, or one record
     schema=None, # the model's input schema
@@ -180,7 +180,7 @@ def parse_records(
         raise RequestError('send a JSON list of records, e.g. [{"origin": "JFK", ...}], or one record')
     return _json_payload({"dataframe_records": doc}, schema)[0]
 
-# %% ../nbs/04_serving.ipynb #35267151
+# %% ../nbs/04_serving.ipynb #2d8e0f74
 def _as_frame(data, schema):
     "Model input as a DataFrame, for checking and logging."
     import pandas as pd
@@ -223,7 +223,7 @@ def predict_rows(
     try: return loaded.model.predict(data, params=params) if params else loaded.model.predict(data)
     except Exception as e: raise _mlflow_error(e, f"the model cannot score these rows ({type(e).__name__})") from None
 
-# %% ../nbs/04_serving.ipynb #9ec7fdd0
+# %% ../nbs/04_serving.ipynb #a653f1ba
 def _prediction_values(predictions, n:int)->list:
     "One plain value per row (a JSON string when a row has several outputs)."
     import numpy as np, pandas as pd
@@ -243,7 +243,7 @@ def _predictions_json(predictions, values:list|None=None, **extra)->bytes:
     predictions_to_json(predictions, out, extra or None)
     return out.getvalue().encode()
 
-# %% ../nbs/04_serving.ipynb #3443b3c4
+# %% ../nbs/04_serving.ipynb #cd6f16b6
 def key_share(
     key:str, # a request key or id
 )->float: # a number in [0, 1), the same for the same key
@@ -260,7 +260,7 @@ def to_challenger(
     if key: return key_share(key) < split
     return int((n + 1) * split) > int(n * split)
 
-# %% ../nbs/04_serving.ipynb #5df16e97
+# %% ../nbs/04_serving.ipynb #3ff9f541
 LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "model", "timestamp", "request_id")
 
 def _safe_name(text:str)->str: return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:80] or "model"
@@ -285,7 +285,7 @@ class PredictionLog:
         self._cols:dict[str, list] = {}
         self._pred, self._meta, self._rows = [], [], 0
 
-# %% ../nbs/04_serving.ipynb #dc0e3405
+# %% ../nbs/04_serving.ipynb #67524bf9
 def _add(self,
          frame, # the request's rows
          predictions:list, # one value per row
@@ -312,7 +312,7 @@ def _add(self,
 
 PredictionLog.add = _add
 
-# %% ../nbs/04_serving.ipynb #59bda14f
+# %% ../nbs/04_serving.ipynb #ee4ffc2c
 def _column(values:list):
     "A pyarrow array, falling back to text for mixed or nested values."
     import pyarrow as pa
@@ -359,7 +359,7 @@ def _flush(self)->Path|None: # the file written, or None when nothing waited
 
 PredictionLog.flush = _flush
 
-# %% ../nbs/04_serving.ipynb #73069753
+# %% ../nbs/04_serving.ipynb #64b1abae
 def _loop(self):
     while not self._stop.is_set():
         self._wake.wait(self.flush_seconds)
@@ -382,7 +382,7 @@ def _close(self):
 
 PredictionLog._loop, PredictionLog.start, PredictionLog.close = _loop, _start, _close
 
-# %% ../nbs/04_serving.ipynb #c87a2ce7
+# %% ../nbs/04_serving.ipynb #3f0b35c8
 def read_predictions(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     model:str|None=None, # only the rows of this registered model
@@ -395,7 +395,7 @@ def read_predictions(
     if not frames: return pd.DataFrame(columns=list(LOG_COLUMNS))
     return pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable", ignore_index=True)
 
-# %% ../nbs/04_serving.ipynb #6c630f82
+# %% ../nbs/04_serving.ipynb #6a39edd2
 _BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 
 class Metrics:
@@ -423,7 +423,7 @@ class Metrics:
         from prometheus_client import generate_latest
         return generate_latest(self.registry)
 
-# %% ../nbs/04_serving.ipynb #4ddd0ba1
+# %% ../nbs/04_serving.ipynb #fc106abd
 class ModelService:
     "The state behind the app: variants, A/B split, prediction log, metrics and the reload thread."
     def __init__(self,
@@ -450,7 +450,7 @@ class ModelService:
         self._stop, self._thread = threading.Event(), None
         for v in self.variants.values(): resolve(v.ref)   # a wrong name or alias fails now, not in the background
 
-# %% ../nbs/04_serving.ipynb #a3af6e6d
+# %% ../nbs/04_serving.ipynb #7c3782b5
 def _load_if_moved(self, v:Variant)->bool: # True when a new version was swapped in
     "Look up `v`'s version and load it when it differs from the one served."
     if v.current is not None and v.ref.alias is None: return False
@@ -478,7 +478,7 @@ def _refresh(self)->dict: # variant -> "loaded", "unchanged" or the error
 
 ModelService._load_if_moved, ModelService.refresh = _load_if_moved, _refresh
 
-# %% ../nbs/04_serving.ipynb #f0a4afd1
+# %% ../nbs/04_serving.ipynb #24ff21c7
 def _poll(self):
     self.refresh()
     while not self._stop.wait(self.reload_every): self.refresh()
@@ -512,7 +512,7 @@ def _wait_ready(self, timeout:float=120.0)->ModelService:
 
 ModelService._poll, ModelService.start, ModelService.stop, ModelService.wait_ready = _poll, _service_start, _service_stop, _wait_ready
 
-# %% ../nbs/04_serving.ipynb #aa4a6878
+# %% ../nbs/04_serving.ipynb #9506827f
 def _health(self)->tuple[int, dict]: # (HTTP status, body)
     "Ready when the champion is loaded; every variant's state and error."
     state = lambda v: "ready" if v.current else ("failed" if v.error else "loading")
@@ -528,7 +528,7 @@ def _version_info(self)->dict:
 
 ModelService.health, ModelService.version_info = _health, _version_info
 
-# %% ../nbs/04_serving.ipynb #a43e0e9c
+# %% ../nbs/04_serving.ipynb #62e912dc
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 
 def _request_id(headers)->tuple[str, str|None]:
@@ -561,7 +561,7 @@ def _choose(self, key:str|None)->Variant:
 
 ModelService.choose = _choose
 
-# %% ../nbs/04_serving.ipynb #8dabecf2
+# %% ../nbs/04_serving.ipynb #489b52fb
 def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Variant, loaded:Loaded, rid:str)->tuple[bytes, int]:
     "Parse, check, score and log one request; the answer's body and its number of rows."
     import numpy as np
@@ -600,7 +600,7 @@ async def _answer(self, request, endpoint:str): # a starlette Response
 
 ModelService._score_request, ModelService.answer = _score_request, _answer
 
-# %% ../nbs/04_serving.ipynb #b9b58f1a
+# %% ../nbs/04_serving.ipynb #672eb9f4
 TOKEN_ENV = "MLOPS_NB_SERVE_TOKEN"
 
 class _BearerToken:
@@ -618,7 +618,7 @@ class _BearerToken:
                 return await send({"type": "http.response.body", "body": body})
         await self.app(scope, receive, send)
 
-# %% ../nbs/04_serving.ipynb #a85bceac
+# %% ../nbs/04_serving.ipynb #881b07a8
 def _json_response(body, status:int=200):
     from starlette.responses import Response
     return Response(json.dumps(body), status, media_type="application/json")
@@ -667,7 +667,7 @@ def create_app(
     if token: app.add_middleware(_BearerToken, token=token)
     return app
 
-# %% ../nbs/04_serving.ipynb #f5fc0e80
+# %% ../nbs/04_serving.ipynb #e6931be4
 def serve(
     model:str, # the champion's URI, e.g. models:/flights@champion
     challenger:str|None=None, # the challenger's URI
@@ -687,7 +687,7 @@ def serve(
               f"(set --token or {TOKEN_ENV})", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=10)
 
-# %% ../nbs/04_serving.ipynb #a03cd8a0
+# %% ../nbs/04_serving.ipynb #f130deaf
 _SUFFIXES = (".parquet", ".pq", ".csv")
 
 def _kind(path:Path, what:str)->str:
@@ -716,7 +716,7 @@ class _Writer:
     def close(self):
         if self.pq is not None: self.pq.close()
 
-# %% ../nbs/04_serving.ipynb #93c1869d
+# %% ../nbs/04_serving.ipynb #84788e3a
 def score(
     model_uri:str, # any model URI MLflow loads, e.g. models:/flights@champion
     input_path:str|Path, # a .parquet or .csv file of rows
