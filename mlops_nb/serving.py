@@ -269,9 +269,9 @@ class PredictionLog:
     "Prediction rows gathered in memory and written as parquet files under the project's prediction log."
     def __init__(self,
                  folder:str|Path, # where the parquet files go
-                 flush_rows:int=10_000, # write once this many rows wait
-                 flush_seconds:float=5.0, # and at least this often
-                 max_rows:int=200_000): # drop (and count) rows beyond this many waiting
+                 flush_rows:int=50_000, # write once this many rows wait
+                 flush_seconds:float=10.0, # and at least this often
+                 max_rows:int=100_000): # drop (and count) rows beyond this many waiting
         self.folder, self.flush_rows, self.flush_seconds, self.max_rows = Path(folder), flush_rows, flush_seconds, max_rows
         self.written = self.dropped = 0
         self.error:str|None = None
@@ -434,7 +434,7 @@ class ModelService:
                  log:bool=True, # keep the prediction log
                  root:str|Path|None=None, # the project folder (default: `project_root()`)
                  max_body:int=5 * 2**20, # the largest request body accepted, in bytes
-                 flush_seconds:float=5.0, # how often the prediction log is written
+                 flush_seconds:float=10.0, # how often the prediction log is written
                  threads:int=1): # threads that score requests (0: on the event loop)
         split = (0.1 if challenger else 0.0) if split is None else float(split)
         if not 0 <= split <= 1: raise MlopsNbError(f"split must be between 0 and 1, got {split}")
@@ -648,7 +648,7 @@ def create_app(
     log:bool=True, # write the prediction log
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     max_body:int=5 * 2**20, # the largest request body accepted, in bytes
-    flush_seconds:float=5.0, # how often the prediction log is written
+    flush_seconds:float=10.0, # how often the prediction log is written
     threads:int=1, # threads that score requests (0: on the event loop)
 ): # a FastAPI app; its `ModelService` is `app.state.service`
     "The model service as a FastAPI app."
