@@ -118,6 +118,29 @@ def test_predictions_over_http_equal_pyfunc_predict(store, server):
         assert 'mlops_nb_predicted_rows_total{variant="champion"} 1505.0' in metrics
         assert "mlops_nb_request_latency_seconds_bucket" in metrics and 'mlops_nb_model_version{variant="champion"} 1.0' in metrics
 
+def test_health_says_loading_until_the_model_is_loaded(store):
+    root, runs, march = store
+    registered(runs, "starting")
+    srv = Server(root, model="models:/starting@champion")
+    seen = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try: h = httpx.get(f"{srv.url}/health", timeout=5)
+            except httpx.HTTPError:
+                time.sleep(0.02)
+                continue
+            if h.status_code == 503:   # listening, not ready: scoring requests are refused, not failed
+                r = httpx.post(f"{srv.url}/invocations", json={"dataframe_records": [ROW]}, timeout=5)
+                seen.append((h.status_code, h.json()["status"], r.status_code if r.status_code != 200 else None))
+            else:
+                seen.append((h.status_code, h.json()["status"], None))
+                break
+    finally: srv.stop()
+    print(f"\nhealth while starting: {set(seen)}")
+    assert seen[-1][:2] == (200, "ready")
+    assert all(s in ((503, "loading", 503), (503, "loading", None)) for s in seen[:-1])
+
 # --- hot reload --------------------------------------------------------------------------------------------------
 
 def test_alias_move_switches_version_while_requests_keep_succeeding(store, server):
