@@ -261,7 +261,7 @@ def to_challenger(
     return int((n + 1) * split) > int(n * split)
 
 # %% ../nbs/04_serving.ipynb #3ff9f541
-LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "model", "timestamp", "request_id")
+LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "timestamp", "request_id")
 
 def _safe_name(text:str)->str: return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:80] or "model"
 
@@ -269,10 +269,11 @@ class PredictionLog:
     "Prediction rows gathered in memory and written as parquet files under the project's prediction log."
     def __init__(self,
                  folder:str|Path, # where the parquet files go
+                 name:str="model", # the served model's name, which starts the file names
                  flush_rows:int=50_000, # write once this many rows wait
                  flush_seconds:float=10.0, # and at least this often
                  max_rows:int=100_000): # drop (and count) rows beyond this many waiting
-        self.folder, self.flush_rows, self.flush_seconds, self.max_rows = Path(folder), flush_rows, flush_seconds, max_rows
+        self.folder, self.stem, self.flush_rows, self.flush_seconds, self.max_rows = Path(folder), _safe_name(name), flush_rows, flush_seconds, max_rows
         self.written = self.dropped = 0
         self.error:str|None = None
         self.files:list[Path] = []
@@ -289,7 +290,7 @@ class PredictionLog:
 def _add(self,
          frame, # the request's rows
          predictions:list, # one value per row
-         variant:str, version:int|None, model:str, request_id:str)->bool: # False when the log was full
+         variant:str, version:int|None, request_id:str)->bool: # False when the log was full
     "Append one request's rows."
     n = len(frame)
     with self._lock:
@@ -305,7 +306,7 @@ def _add(self,
         for col in self._cols.values():
             if len(col) < before + n: col.extend([None] * (before + n - len(col)))
         self._pred.extend(predictions)
-        self._meta.append((n, variant, version, model, time.time(), request_id))
+        self._meta.append((n, variant, version, time.time(), request_id))
         self._rows += n
     if self._rows >= self.flush_rows: self._wake.set()
     return True
@@ -325,11 +326,10 @@ def _table(cols:dict, pred:list, meta:list):
     import numpy as np, pyarrow as pa
     counts = [m[0] for m in meta]
     rep = lambda i, t: pa.array(np.repeat(np.array([m[i] for m in meta], dtype=object), counts).tolist(), t)
-    stamps = (np.repeat([m[4] for m in meta], counts) * 1e6).astype("int64")
+    stamps = (np.repeat([m[3] for m in meta], counts) * 1e6).astype("int64")
     arrays = {k: _column(v) for k, v in cols.items()}
     arrays |= {"prediction": _column(pred), VARIANT_COLUMN: rep(1, pa.string()), "version": rep(2, pa.int64()),
-               "model": rep(3, pa.string()), "timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")),
-               "request_id": rep(5, pa.string())}
+               "timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")), "request_id": rep(4, pa.string())}
     return pa.table(arrays)
 
 def _flush(self)->Path|None: # the file written, or None when nothing waited
@@ -341,8 +341,7 @@ def _flush(self)->Path|None: # the file written, or None when nothing waited
             self._reset()
         if not rows: return None
         self._seq += 1
-        stem = _safe_name(meta[0][3])
-        path = self.folder/f"{stem}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{self._seq:06d}.parquet"
+        path = self.folder/f"{self.stem}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{self._seq:06d}.parquet"
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -445,7 +444,8 @@ class ModelService:
         self.variants = {"champion": Variant("champion", model_ref(model))}
         if challenger: self.variants["challenger"] = Variant("challenger", model_ref(challenger))
         self.split, self.reload_every, self.max_body = split, reload_every, max_body
-        self.log = PredictionLog(self.root/PREDICTION_LOG, flush_seconds=flush_seconds) if log else None
+        name = self.variants["champion"].ref.name or "model"
+        self.log = PredictionLog(self.root/PREDICTION_LOG, name, flush_seconds=flush_seconds) if log else None
         self.metrics, self.n, self.threads, self._pool = Metrics(), 0, threads, None
         self._stop, self._thread = threading.Event(), None
         for v in self.variants.values(): resolve(v.ref)   # a wrong name or alias fails now, not in the background
@@ -571,7 +571,7 @@ def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Vari
     check_rows(frame, loaded.schema)
     predictions = predict_rows(loaded, data, params)
     values = _prediction_values(predictions, len(frame))
-    if self.log: self.log.add(frame, values, v.name, loaded.version, v.ref.name or v.ref.uri, rid)
+    if self.log: self.log.add(frame, values, v.name, loaded.version, rid)
     if endpoint == "predict": return _predictions_json(values, values, variant=v.name, version=loaded.version, request_id=rid), len(frame)
     return _predictions_json(predictions, values if isinstance(predictions, np.ndarray) and predictions.ndim == 1 else None), len(frame)
 
