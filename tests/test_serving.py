@@ -235,7 +235,7 @@ def test_split_shares_and_every_request_in_the_log(store, server):
     assert all(log.loc[rid, VARIANT_COLUMN] == var and log.loc[rid, "version"] == ver and math.isclose(log.loc[rid, "prediction"], p)
                for rid, (var, ver, p) in answered.items())
     assert (log.origin.tolist(), log.distance.tolist()) == ([r["origin"] for r in rows], [r["distance"] for r in rows])
-    assert list(log.columns) == ["origin", "dest", "carrier", "distance", "prediction", VARIANT_COLUMN, "version", "timestamp", "request_id"]
+    assert list(log.columns) == ["origin", "dest", "carrier", "distance", "prediction", VARIANT_COLUMN, "version", "timestamp"]  # + request_id, the index
     assert str(log.timestamp.dt.tz) == "UTC" and all(p.name.startswith("ab-") for p in (root/"predictions").glob("ab-*.parquet"))
 
 # --- bad input -------------------------------------------------------------------------------------------------------
