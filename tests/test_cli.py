@@ -23,18 +23,21 @@ def test_demo_runs_the_flights_pipeline_then_serves_it_from_the_cache(tmp_path, 
     assert sorted(rmse_by_month) == list(range(3, 13))
     assert max(rmse_by_month[m] for m in (6, 7, 8)) > 1.4 * rmse       # the frozen model degrades through the summer
     assert (demo/"reports"/"monitoring.html").is_file()
+    served = json.loads((demo/"reports"/"serving.json").read_text())    # the champion answered over HTTP, exactly
+    assert served["rows"] == 2000 and served["max_abs_diff"] == 0 and served["version"]["version"] == 1
+    assert list((demo/"predictions").glob("flights-*.parquet"))          # and logged its predictions
 
     second = run(BIN/"mlops-nb", "demo", "--workdir", demo, cwd=repo)
     steps = {line.split()[0]: line.split()[1] for line in second.stdout.splitlines()
-             if line.split()[:1] and line.split()[0] in ("prepare", "vectorize", "train", "register", "monitor")}
-    assert steps == dict.fromkeys(["prepare", "vectorize", "train", "register", "monitor"], "cached")
+             if line.split()[:1] and line.split()[0] in ("prepare", "vectorize", "train", "register", "monitor", "serve")}
+    assert steps == dict.fromkeys(["prepare", "vectorize", "train", "register", "monitor", "serve"], "cached")
 
     found = json.loads(run(BIN/"mlops-nb", "best", "flights", "--metric", "rmse", "--json", cwd=demo).stdout)
     assert round(found["value"], 2) == rmse
     assert "champion" in run(BIN/"mlops-nb", "models", "flights", cwd=demo).stdout
     level = json.loads(run(BIN/"mlops-nb", "maturity", demo, "--json", cwd=repo).stdout)
     met = {i["id"] for i in level["items"] if i["met"]}
-    assert level["level"] >= 2 and {"ci", "tests", "tracking", "reproducible", "pipeline", "registry", "champion"} <= met
+    assert level["level"] >= 2 and {"ci", "tests", "tracking", "reproducible", "pipeline", "registry", "champion", "api"} <= met
 
 def test_new_project_runs_as_is(tmp_path, project):
     run(BIN/"mlops-nb", "new", tmp_path/"fresh", cwd=tmp_path)
