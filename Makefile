@@ -23,7 +23,7 @@ test: $(BIN)/mlops-nb  ## notebooks and library in sync, notebook tests, then py
 	  test "$$before" = "$$after" || { git status --short -- nbs mlops_nb; \
 	  echo "nbdev_clean/nbdev_export changed nbs/ or mlops_nb/: notebooks and library were out of sync; commit the result"; exit 1; }
 	cd nbs && ../$(BIN)/nbdev_test --n_workers 2
-	$(BIN)/python -m pytest tests/ --ignore=tests/test_maturity_browser.py
+	$(BIN)/python -m pytest tests/ --ignore=tests/test_maturity_browser.py --durations=12
 
 test-browser: $(BIN)/mlops-nb  ## the real-browser widget test: installs chromium (apt) if missing, then JupyterLab + Playwright
 	.ci/install-browser
