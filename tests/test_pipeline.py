@@ -198,3 +198,13 @@ def test_only_from_force_and_dry_run(project):
     assert statuses(mlops("run", "--force", cwd=project).stdout) == {"a": ["ran"], "b": ["ran"], "c": ["ran"]}
     assert (project/"c.txt").read_text() == "abc"
     assert "no step 'd'" in mlops("run", "--only", "d", cwd=project, check=False).stderr
+
+def test_a_step_that_writes_no_product_fails_and_names_it(project):
+    write_notebook(project/"lazy.ipynb", "pass", parameters="out = ''")
+    (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "lazy", "steps": [
+        {"name": "lazy", "notebook": "lazy.ipynb", "products": {"out": "out.txt"}}]}))
+    done = mlops("run", cwd=project, check=False)
+    assert done.returncode == 1 and "did not write product 'out'" in done.stderr
+    _, runs = store_runs(project, "lazy")
+    step = [r for r in runs if r.data.tags.get("mlops_nb.step") == "lazy"]
+    assert len(step) == 1 and step[0].info.status == "FAILED"
