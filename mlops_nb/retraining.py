@@ -229,6 +229,21 @@ def _step(self,
 
 RetrainLoop.step = _step
 
+# %% ../nbs/06_retraining.ipynb #7189549f
+def _restore(self)->RetrainLoop:
+    "Continue from this loop's decision runs in the store: batches seen and the last retrain."
+    from mlflow import MlflowClient
+    from mlops_nb.config import use_store
+    client = MlflowClient(use_store())
+    exp = client.get_experiment_by_name(self.experiment)
+    runs = client.search_runs([exp.experiment_id], f"tags.`{KIND_TAG}` = '{KIND_RETRAINING}'", max_results=50000,
+                              order_by=["attributes.start_time ASC"]) if exp else []
+    fired = [i + 1 for i, r in enumerate(runs) if r.data.tags.get("decision") != "kept"]
+    self.batches, self.last_retrain = len(runs), (fired[-1] if fired else None)
+    return self
+
+RetrainLoop.restore = _restore
+
 # %% ../nbs/06_retraining.ipynb #b6466beb
 @contextmanager
 def _inside(folder:Path):

@@ -49,7 +49,7 @@ def test_a_worse_challenger_from_a_bad_window_is_never_promoted(project):
     assert not any(r["promoted"] for r in records) and {r["champion_version"] for r in records} == {1}
     for r in records: assert r["rmse_challenger"] > r["rmse_champion"] > 0, r
 
-def test_a_failed_training_run_keeps_the_champion_and_the_next_batch_proceeds(project):
+def test_a_failed_training_run_keeps_the_champion_and_the_next_batch_proceeds(project, monkeypatch):
     work = project/"sim"
     feb, mar = simulate(work, 2, 3, policy=BrokenInFebruary(trigger="always"), **SMALL)
     assert feb["decision"] == "failed" and not feb["retrained"] and not feb["promoted"] and "train_from" in feb["error"]
@@ -62,3 +62,7 @@ def test_a_failed_training_run_keeps_the_champion_and_the_next_batch_proceeds(pr
     from mlops_nb.registry import history
     use_store(work)
     assert (history("flights").action == "retrain-failed").sum() == 1
+    from mlops_nb.retraining import RetrainLoop
+    monkeypatch.chdir(work)
+    loop = RetrainLoop(work/"pipeline.yaml").restore()  # a cron process continues where the decisions left off
+    assert (loop.batches, loop.last_retrain) == (2, 2)
