@@ -119,7 +119,6 @@ def _train(self,
            params:dict, # the window (and any other pipeline parameters)
           )->str: # the registered version, now `challenger`
     "Run the training part of the pipeline for one window; the best model becomes `challenger`."
-    from mlflow import MlflowClient
     from mlops_nb.pipeline import run_pipeline
     from mlops_nb.registry import _client
     extra = {k: v for k, v in (("model_name", self.name), ("register_alias", "challenger")) if k in self.pipeline.params}
