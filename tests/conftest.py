@@ -1,5 +1,5 @@
 "Shared fixtures: a fresh project folder with its own store, and notebooks written by the tests."
-import os, subprocess, sys
+import contextlib, os, subprocess, sys
 from pathlib import Path
 import nbformat, pytest
 
@@ -14,6 +14,18 @@ def project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")  # kernels and CLIs of this venv
     return root
+
+@contextlib.contextmanager
+def inside_project(root:Path):
+    "Work in project `root` (its own store, MLFLOW_TRACKING_URI unset), then restore the working directory and the URI."
+    root.mkdir(parents=True, exist_ok=True)
+    (root/"mlops_nb.toml").write_text("")
+    saved_cwd, saved_uri = os.getcwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.chdir(root)
+    try: yield root
+    finally:
+        os.chdir(saved_cwd)
+        if saved_uri: os.environ["MLFLOW_TRACKING_URI"] = saved_uri
 
 def write_notebook(path:Path, *cells:str, parameters:str|None=None)->Path:
     "A notebook with an optional papermill `parameters` cell first, then code cells."

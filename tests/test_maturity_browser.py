@@ -82,7 +82,6 @@ def lab(tmp_path):
 @pytest.mark.timeout(300)
 def test_ticking_a_box_in_jupyterlab_changes_the_level_and_saves_the_answers(lab):
     from playwright.sync_api import sync_playwright
-    from mlops_nb.maturity import assess
     base, token, root = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:

@@ -2,24 +2,18 @@
 import json, subprocess, sys, time
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
-from conftest import BIN, run
+from conftest import BIN, inside_project, run
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     "A project with one logged model (a tiny ridge), shared by the tests of this module."
-    import os
-    root = tmp_path_factory.mktemp("registry")
-    (root/"mlops_nb.toml").write_text("")
-    saved_cwd, saved_uri = os.getcwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.chdir(root)
-    import pandas as pd
-    from sklearn.linear_model import Ridge
-    from mlops_nb.tracking import track
-    X = pd.DataFrame({"distance": [100.0, 500.0, 1000.0]})
-    with track("reg") as r: info = r.log_model(Ridge().fit(X, X.distance / 8), X)
-    yield root, info.model_uri
-    os.chdir(saved_cwd)
-    if saved_uri: os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+    with inside_project(tmp_path_factory.mktemp("registry")) as root:
+        import pandas as pd
+        from sklearn.linear_model import Ridge
+        from mlops_nb.tracking import track
+        X = pd.DataFrame({"distance": [100.0, 500.0, 1000.0]})
+        with track("reg") as r: info = r.log_model(Ridge().fit(X, X.distance / 8), X)
+        yield root, info.model_uri
 
 def new_versions(model_uri, name, scores, evaluation="eval-A"):
     from mlops_nb.registry import register

@@ -1,7 +1,5 @@
 "Retraining: a short replay of the flights months on a sample: repeatable and cached, a bad window never promoted, a failed training run survived, every decision tagged."
-import json
 from pathlib import Path
-import pytest
 from conftest import store_runs
 from mlops_nb.config import KIND_TAG, KIND_RETRAINING
 from mlops_nb.retraining import RetrainPolicy, SIMULATION_KEYS, simulate

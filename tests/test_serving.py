@@ -3,7 +3,7 @@ import json, math, os, shutil, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
-from conftest import BIN
+from conftest import inside_project
 
 httpx = pytest.importorskip("httpx")
 REPO = Path(__file__).resolve().parents[1]
@@ -11,24 +11,19 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     "A project with three logged flights models (ridge, lasso, and one whose files will be deleted) and March rows."
-    root = tmp_path_factory.mktemp("serving")
-    (root/"mlops_nb.toml").write_text("")
-    saved_cwd, saved_uri = os.getcwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.chdir(root)
-    from mlops_nb.config import use_store
-    from mlops_nb.flights import load_flights, clean, make_model, FEATURES, TARGET, TRUSTED_TYPES
-    from mlops_nb.tracking import track
-    use_store(root)
-    train, march = clean(load_flights(1)), clean(load_flights(3))
-    runs = {}
-    for family in ("ridge", "lasso", "broken"):
-        with track("serving-tests", params={"family": family}) as run:
-            model = make_model("ridge" if family == "broken" else family, alpha=1.0).fit(train[FEATURES], train[TARGET])
-            run.log_model(model, march[FEATURES], skops_trusted_types=TRUSTED_TYPES)
-        runs[family] = run.run_id
-    yield root, runs, march[FEATURES].reset_index(drop=True)
-    os.chdir(saved_cwd)
-    if saved_uri: os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+    with inside_project(tmp_path_factory.mktemp("serving")) as root:
+        from mlops_nb.config import use_store
+        from mlops_nb.flights import load_flights, clean, make_model, FEATURES, TARGET, TRUSTED_TYPES
+        from mlops_nb.tracking import track
+        use_store(root)
+        train, march = clean(load_flights(1)), clean(load_flights(3))
+        runs = {}
+        for family in ("ridge", "lasso", "broken"):
+            with track("serving-tests", params={"family": family}) as run:
+                model = make_model("ridge" if family == "broken" else family, alpha=1.0).fit(train[FEATURES], train[TARGET])
+                run.log_model(model, march[FEATURES], skops_trusted_types=TRUSTED_TYPES)
+            runs[family] = run.run_id
+        yield root, runs, march[FEATURES].reset_index(drop=True)
 
 def registered(runs, name:str, champion="ridge", challenger=None)->dict:
     "Register the ridge and lasso runs as versions 1 and 2 of `name`, with the aliases asked for."

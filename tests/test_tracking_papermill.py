@@ -1,6 +1,5 @@
 """One tracked notebook, run three ways, lands in one store: executed in its own folder as JupyterLab does, by plain
 papermill from another folder with -p parameters, and by papermill with the mlops_nb engine."""
-import json
 from pathlib import Path
 import nbformat, pytest
 from conftest import BIN, run, store_runs, write_notebook
