@@ -18,6 +18,7 @@ lic = licenses[cfg["license"]]
 min_python = cfg["min_python"]
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
+extras = {name: cfg.get(f"{name}_requirements", "").split() for name in ("dask", "server")}  # optional extras
 console_scripts = cfg.get("console_scripts", "").split()
 
 setuptools.setup(
@@ -35,7 +36,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={"mlops_nb": ["templates/*/*"]},
     install_requires=requirements,
-    extras_require={"dev": dev_requirements},
+    extras_require={**extras, "dev": dev_requirements + extras["dask"] + extras["server"]},
     python_requires=">=" + min_python,
     description=cfg["description"],
     long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
