@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING', 'PROJECT_MARKERS',
+__all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING', 'PROJECT_MARKERS', 'LOCK_PREFIX',
            'MlopsNbError', 'project_root', 'tracking_uri', 'artifact_root', 'ensure_store', 'refresh_stats',
-           'store_lock', 'use_store']
+           'use_store', 'is_lock_model', 'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -86,17 +86,6 @@ def refresh_stats(
     import sqlite3
     with sqlite3.connect(db, timeout=20) as con: con.executescript("PRAGMA analysis_limit=1000; ANALYZE;")
 
-def store_lock(
-    uri:str, # a tracking URI
-    purpose:str, # what the lock guards, part of the lock file's name
-):
-    "A cross-process lock beside a sqlite store (a no-op context for a tracking server)."
-    import contextlib
-    db = _sqlite_path(uri)
-    if db is None: return contextlib.nullcontext()
-    from filelock import FileLock
-    return FileLock(f"{db}.{purpose}.lock", timeout=120)
-
 def use_store(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
 )->str: # the tracking URI now in use
@@ -106,3 +95,88 @@ def use_store(
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+# %% ../nbs/00_config.ipynb #4a2238f4
+LOCK_PREFIX = "mlops_nb-lock."  # registered models with this prefix are locks, not models
+
+def is_lock_model(
+    name:str, # a registered model name
+)->bool: # whether it is a store lock, to leave out of listings
+    "Whether a registered model is one of `store_lock`'s locks."
+    return name.startswith(LOCK_PREFIX)
+
+def _holder()->str:
+    import getpass, socket
+    return f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"
+
+class RegistryLock:
+    "A cross-process lock held as a registered model in the store's registry (for tracking servers)."
+    def __init__(self, uri:str, key:str, timeout:float=120, stale:float=600):
+        self.uri, self.name, self.timeout, self.stale = uri, LOCK_PREFIX + key, timeout, stale
+
+    @property
+    def client(self):
+        from mlflow import MlflowClient
+        return MlflowClient(self.uri, self.uri)
+
+    def acquire(self)->RegistryLock:
+        "Create the lock model, waiting (with backoff) while another process holds it."
+        import random, time
+        client, deadline, delay = self.client, time.monotonic() + self.timeout, 0.02
+        while not self._create(client):
+            self._take_over_if_stale(client)
+            if time.monotonic() > deadline: raise MlopsNbError(self._busy(client))
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 1.0)
+        return self
+
+    def _create(self, client)->bool:
+        from mlflow.exceptions import MlflowException
+        import time
+        try: client.create_registered_model(self.name, tags={KIND_TAG: "lock", "holder": _holder(), "since": repr(time.time())},
+                                            description="a lock held by mlops_nb while it moves an alias; deleted on release")
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_ALREADY_EXISTS": return False
+            raise
+        return True
+
+    def _age(self, client)->float|None:
+        "Seconds since the current holder took the lock (None when it was just released)."
+        import time
+        from mlflow.exceptions import MlflowException
+        try: model = client.get_registered_model(self.name)
+        except MlflowException: return None
+        return time.time() - float(model.tags.get("since") or model.creation_timestamp / 1000)
+
+    def _take_over_if_stale(self, client):
+        "Delete a lock whose holder has held it longer than `stale` seconds (it died holding it)."
+        age = self._age(client)
+        if age is not None and age > self.stale: self.release()
+
+    def _busy(self, client)->str:
+        from mlflow.exceptions import MlflowException
+        try: holder = client.get_registered_model(self.name).tags.get("holder", "unknown")
+        except MlflowException: holder = "a process that has just released it"
+        return (f"could not take the lock {self.name!r} in {self.uri} within {self.timeout:g} s: held by {holder}. "
+                f"If that process is gone, delete the registered model {self.name!r} or wait {self.stale:g} s for takeover")
+
+    def release(self):
+        "Delete the lock model (nothing when it is already gone)."
+        from mlflow.exceptions import MlflowException
+        try: self.client.delete_registered_model(self.name)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST": raise
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+def store_lock(
+    uri:str, # a tracking URI
+    purpose:str, # what the lock guards, part of the lock's name
+    timeout:float=120, # seconds to wait for it
+):
+    "A cross-process lock for a store: a file lock beside a sqlite store, a registry lock on any other store."
+    db = _sqlite_path(uri)
+    if db is None: return RegistryLock(uri, purpose, timeout)
+    from filelock import FileLock
+    return FileLock(f"{db}.{purpose}.lock", timeout=timeout)

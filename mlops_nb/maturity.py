@@ -107,7 +107,7 @@ ITEMS = (
 ITEMS_BY_ID = {i.id: i for i in ITEMS}
 
 # %% ../nbs/07_maturity.ipynb #d31f8fc1
-from .config import PREDICTION_LOG, VARIANT_COLUMN, KIND_TAG, KIND_MONITORING, KIND_RETRAINING  # shared conventions
+from .config import PREDICTION_LOG, VARIANT_COLUMN, KIND_TAG, KIND_MONITORING, KIND_RETRAINING, is_lock_model  # shared conventions
 ANSWERS_FILE = "maturity.json"       # manual answers, in the project root
 CI_FILES = (".ci/run", ".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitlab-ci.yml", "Jenkinsfile",
             "azure-pipelines.yml", ".circleci/config.yml")
@@ -181,7 +181,9 @@ class _Project:
         return self.client.search_runs(self.experiment_ids, " AND ".join(filters), max_results=_MAX_RUNS)
 
     @cached_property
-    def models(self)->list: return self.client.search_registered_models(max_results=1000)
+    def models(self)->list:
+        "Registered models, without the store's locks."
+        return [m for m in self.client.search_registered_models(max_results=1000) if not is_lock_model(m.name)]
 
     @cached_property
     def versions(self)->list:

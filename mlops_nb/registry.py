@@ -5,7 +5,7 @@
 # %% ../nbs/02_registry.ipynb #2e2b7dc1
 from __future__ import annotations
 import getpass, json, os, socket, time, uuid
-from .config import MlopsNbError, store_lock, use_store
+from .config import MlopsNbError, is_lock_model, store_lock, use_store
 
 # %% auto #0
 __all__ = ['PromotionRefused', 'register', 'versions', 'promote', 'history', 'rollback', 'champion', 'load', 'register_best',
@@ -31,7 +31,7 @@ def _model(client, name:str):
     try: return client.get_registered_model(name)
     except MlflowException as e:
         if "RESOURCE_DOES_NOT_EXIST" not in str(e.error_code) and "not found" not in str(e).lower(): raise _no_registry(client, e)
-    known = [m.name for m in client.search_registered_models(max_results=1000)]
+    known = [m.name for m in client.search_registered_models(max_results=1000) if not is_lock_model(m.name)]
     close = difflib.get_close_matches(name, known, n=3) or known[:10]
     raise MlopsNbError(f"no registered model named {name!r}; models in the registry: {', '.join(close) or 'none'}")
 
