@@ -136,11 +136,16 @@ def _train(self,
 RetrainLoop.train = _train
 
 # %% ../nbs/06_retraining.ipynb #176e2c09
+def _pipeline_train_data(pipeline)->str|None:
+    "The pipeline's `train` product, if its last run wrote it: the reference of a champion the pipeline itself registered."
+    path = next((pipeline.root/s.products["train"] for s in pipeline.steps if "train" in s.products), None)
+    return str(path) if path and path.exists() else None
+
 def _monitor(self, champ):
     "The Monitor of champion version `champ` (built once per version)."
     from mlops_nb.monitoring import Monitor
     if champ.version not in self._monitors:
-        reference = champ.tags.get(TRAIN_DATA_TAG) or self.reference
+        reference = champ.tags.get(TRAIN_DATA_TAG) or self.reference or _pipeline_train_data(self.pipeline)
         if reference is None: raise MlopsNbError(f"no reference data for {self.name} v{champ.version}: pass reference=... "
                                                  f"(the data it was trained on) or train it with RetrainLoop.train")
         baseline = {"rmse": float(champ.tags["metric.rmse"])} if "metric.rmse" in champ.tags else None
@@ -272,6 +277,8 @@ def simulate(
     monitor:dict|None=None, # Monitor settings
     jobs:int|None=None, # tasks at once in each pipeline run
     progress:bool=False, # show each pipeline run's progress
+    name:str|None=None, # the registered model to replay with (default: the pipeline's model_name, flights)
+    on_month=None, # called with each month's record as soon as it is decided (e.g. to print it)
 )->list[dict]: # one record per month (SIMULATION_KEYS and the decision details)
     "Replay the flights months as batches arriving one by one through a RetrainLoop."
     import mlflow.pyfunc
@@ -283,7 +290,7 @@ def simulate(
     copy_template(workdir)
     with _inside(workdir):
         policy = policy or RetrainPolicy()
-        loop = RetrainLoop(workdir/"pipeline.yaml", policy, monitor, params={"sample": sample},
+        loop = RetrainLoop(workdir/"pipeline.yaml", policy, monitor, name=name, params={"sample": sample},
                            grid={"train": {"model": models}} if models else None, jobs=jobs, progress=progress)
         first = loop.train({"train_from": policy.first_month, "train_month": from_month - 1, "valid_month": from_month})
         promote(loop.name, first, force=True, reason=f"simulation start: champion reset to the initial model v{first}")
@@ -292,6 +299,7 @@ def simulate(
             batch = month_batch(month, sample)
             rec = loop.step(batch, month)
             rec["rmse_frozen"] = rmse_mae(batch[TARGET], frozen.predict(batch[FEATURES]))["rmse"]
+            if on_month: on_month(rec)
     return loop.records
 
 # %% ../nbs/06_retraining.ipynb #aad6ce50
