@@ -132,6 +132,16 @@ def _outcome_table(result)->str:
     df["point"] = df.point.map(lambda p: "" if p is None or p != p else int(p))
     return df[["step", "point", "status", "seconds", "run_id", "notebook"]].to_string(index=False)
 
+def _executor(name:str, scheduler:str|None, jobs:int|None, pipeline):
+    "None for the local executor, else a DaskExecutor, created after the pipeline validated (no cluster for bad input)."
+    if name == "local":
+        if scheduler: raise MlopsNbError("--scheduler needs --executor dask")
+        return None
+    from mlops_nb.dask_executor import DaskExecutor
+    from mlops_nb.pipeline import validate
+    validate(pipeline)
+    return DaskExecutor(scheduler, workers=jobs or 2)
+
 @main.command("run")
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path())
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a pipeline parameter (typed as papermill types -p).")
@@ -143,7 +153,10 @@ def _outcome_table(result)->str:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Notebooks at once (default: the number of cores).")
 @click.option("--kernel", default=None, help="Kernel for every step (default: each notebook's; python3 = this Python).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (order, cached or not, parameters) and run nothing.")
-def run_command(pipeline, params, params_file, only, from_step, force, resume, jobs, kernel, dry_run):
+@click.option("--executor", "executor_name", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="Where notebooks run: kernels on this machine, or Dask workers (pip install mlops_nb[dask]).")
+@click.option("--scheduler", metavar="tcp://HOST:PORT", default=None, help="With --executor dask: a running Dask scheduler (default: a LocalCluster of --jobs workers, 2 if not given).")
+def run_command(pipeline, params, params_file, only, from_step, force, resume, jobs, kernel, dry_run, executor_name, scheduler):
     "Run the notebook pipeline PIPELINE (default: ./pipeline.yaml)."
     from mlops_nb.pipeline import load_pipeline, parse_param, plan, run_pipeline, PipelineFailed
     p = load_pipeline(pipeline, dict(parse_param(x) for x in params), params_file)
@@ -151,11 +164,14 @@ def run_command(pipeline, params, params_file, only, from_step, force, resume, j
         df = plan(p, force=_force(force))
         df["point"] = df.point.map(lambda x: "" if x is None or x != x else int(x))
         return click.echo(df.to_string(index=False))
-    try: result = run_pipeline(p, force=_force(force), only=only, from_step=from_step, resume=resume, jobs=jobs, kernel=kernel)
+    executor = _executor(executor_name, scheduler, jobs, p)
+    try: result = run_pipeline(p, force=_force(force), only=only, from_step=from_step, resume=resume, jobs=jobs, kernel=kernel, executor=executor)
     except PipelineFailed as e:
         click.echo(_outcome_table(e.result))
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
+    finally:
+        if executor: executor.shutdown()
     click.echo(_outcome_table(result))
     click.echo(f"pipeline {p.name!r} done; MLflow run {result.run_id}; executed notebooks in {result.folder}")
 
@@ -234,14 +250,15 @@ def monitor(reference, current, model, target, max_degradation, html_path, as_js
 @click.option("--min-delta", default=0.0, show_default=True, help="The challenger's RMSE on the batch must be lower by more than this.")
 @click.option("--cooldown", type=click.IntRange(min=0), default=0, show_default=True, help="Batches after a retrain during which none starts.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="With --trigger schedule: retrain every N batches.")
+@click.option("--reference", type=click.Path(exists=True), default=None, help="The champion's training data, when it has no mlops_nb.train_data tag (default: the pipeline's train product).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
-def retrain(pipeline, batch, month, trigger, window, expanding, min_delta, cooldown, every, as_json):
+def retrain(pipeline, batch, month, trigger, window, expanding, min_delta, cooldown, every, reference, as_json):
     "One turn of the retraining loop for cron or CI: monitor the champion on BATCH, retrain, gate, promote or keep."
     from mlops_nb.retraining import RetrainLoop, RetrainPolicy
     pipeline, batch = Path(pipeline).resolve(), Path(batch).resolve()
     os.chdir(pipeline.parent if pipeline.is_file() else pipeline)  # the pipeline's project store, as its kernels see it
     policy = RetrainPolicy(trigger, None if expanding else window, min_delta, cooldown, every)
-    rec = RetrainLoop(pipeline, policy).restore().step(batch, month)
+    rec = RetrainLoop(pipeline, policy, reference=reference).restore().step(batch, month)
     if as_json: click.echo(json.dumps(rec, default=str))
     else:
         click.echo(f"month {rec['month']}: champion v{rec['champion_version']} RMSE {rec['rmse_served']:.2f}, monitor {rec['drift']}")
@@ -264,16 +281,26 @@ def retrain(pipeline, batch, month, trigger, window, expanding, min_delta, coold
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per month instead of the table.")
 def simulate(workdir, from_month, to_month, trigger, window, expanding, min_delta, cooldown, sample, jobs, as_json):
     "Replay the 2013 flights months as batches arriving one by one through the retraining loop."
-    from mlops_nb.retraining import RetrainPolicy, SIMULATION_KEYS, simulate as replay, summary, table
+    from mlops_nb.retraining import RetrainPolicy, SIMULATION_KEYS, simulate as replay
     policy = RetrainPolicy(trigger, None if expanding else window, min_delta, cooldown)
-    records = replay(workdir, from_month, to_month, policy, sample=sample, jobs=jobs)
+    records = replay(workdir, from_month, to_month, policy, sample=sample, jobs=jobs, on_month=None if as_json else _say_month)
     if as_json:
         for r in records: click.echo(json.dumps({k: r[k] for k in SIMULATION_KEYS}))
-        return
-    click.echo(table(records).to_string(index=False, float_format="%.2f"))
+    else: click.echo(_replay_report(records))
+
+def _say_month(r:dict):
+    "Print one month of a replay as soon as it is decided (a replay of the full months takes minutes)."
+    challenger = f" v{r['challenger_version']}" if r.get("challenger_version") else ""
+    click.echo(f"month {r['month']:>2}: champion v{r['champion_version']} RMSE {r['rmse_served']:.2f} (frozen model "
+               f"{r['rmse_frozen']:.2f}), monitor {r['drift']} -> {r['decision']}{challenger}")
+
+def _replay_report(records:list)->str:
+    "The replay's table and its numbers in one line."
+    from mlops_nb.retraining import summary, table
     s = summary(records)
-    click.echo(f"mean RMSE {s['mean_rmse_served']:.2f} min served by the loop vs {s['mean_rmse_frozen']:.2f} min for the frozen "
-               f"initial model; {s['retrains']} retrains, {s['promotions']} promotions, {s['failures']} failures in {s['months']} months")
+    return "\n".join([table(records).to_string(index=False, float_format="%.2f"),
+        f"mean RMSE {s['mean_rmse_served']:.2f} min served by the loop vs {s['mean_rmse_frozen']:.2f} min for the frozen "
+        f"initial model; {s['retrains']} retrains, {s['promotions']} promotions, {s['failures']} failures in {s['months']} months"])
 
 # %% ../nbs/08_cli.ipynb #61f2817b
 @main.command()
@@ -308,8 +335,10 @@ def _summary(result, folder:Path)->str:
 @click.option("--train-month", default=1, show_default=True, help="Month to train on (1-12).")
 @click.option("--valid-month", default=2, show_default=True, help="Month to validate on, after the training month.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Notebooks at once (default: the number of cores).")
-def demo(workdir, train_month, valid_month, jobs):
-    "Run the flights pipeline on the 2013 New York flights and show the champion model."
+@click.option("--sample", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Fraction of flights to use (smaller is faster).")
+@click.option("--simulate/--no-simulate", default=True, show_default=True, help="End with the retraining loop replayed over the months after the validation month.")
+def demo(workdir, train_month, valid_month, jobs, sample, simulate):
+    "Run the flights pipeline on the 2013 New York flights, show the champion, then replay the year through the retraining loop."
     from mlops_nb.flights import check_window
     from mlops_nb.pipeline import run_pipeline, PipelineFailed
     from mlops_nb.scaffold import copy_template
@@ -319,12 +348,24 @@ def demo(workdir, train_month, valid_month, jobs):
     if os.environ.pop("MLFLOW_TRACKING_URI", None): click.echo("the demo uses its own sqlite store, not MLFLOW_TRACKING_URI")
     os.chdir(folder)
     click.echo(f"flights demo in {folder}: train on month {train_month}, validate on month {valid_month}")
-    try: result = run_pipeline(folder/"pipeline.yaml", params={"train_month": train_month, "valid_month": valid_month}, jobs=jobs)
+    try: result = run_pipeline(folder/"pipeline.yaml", params={"train_month": train_month, "valid_month": valid_month, "sample": sample}, jobs=jobs)
     except PipelineFailed as e:
         click.echo(_outcome_table(e.result))
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
     click.echo(_summary(result, folder))
+    if simulate and valid_month < 12: _demo_replay(folder, valid_month, sample, jobs)
+
+def _demo_replay(folder:Path, from_month:int, sample:float, jobs:int|None):
+    "The retraining loop over the months from `from_month` to December, as model flights-replay in the demo's store."
+    from mlops_nb.retraining import RetrainPolicy, plot_simulation, simulate
+    click.echo(f"\nretraining loop: months {from_month}-12 arrive one by one; the champion of model flights-replay serves each, "
+               "the loop retrains on the last 3 months on drift or a drop and promotes a better challenger")
+    records = simulate(folder, from_month, 12, RetrainPolicy(), sample=sample, jobs=jobs, name="flights-replay", on_month=_say_month)
+    click.echo(_replay_report(records))
+    png = folder/"reports"/"retraining.png"
+    plot_simulation(records).savefig(png, dpi=120, bbox_inches="tight")
+    click.echo(f"both RMSE curves: {png}")
 
 @main.command()
 @click.argument("directory", type=click.Path())

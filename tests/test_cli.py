@@ -1,21 +1,37 @@
 "The mlops-nb command as a user runs it: real processes, a real store, the real flights data."
 import json, re
 from conftest import BIN, run, store_runs
+from mlops_nb.config import KIND_TAG, KIND_RETRAINING
+from mlops_nb.scaffold import copy_template
 
-def test_demo_runs_the_flights_pipeline_then_serves_it_from_the_cache(tmp_path, project):
+MONTH = re.compile(r"month +(\d+): champion v(\d+) RMSE ([\d.]+) \(frozen model ([\d.]+)\), monitor (\w+) -> (\w+)(?: v(\d+))?")
+STEPS = ("prepare", "vectorize", "train", "register", "monitor", "serve")
+
+def replay_months(stdout:str)->list[tuple]:
+    "The demo's replay, a line per month: (month, champion, rmse served, rmse frozen, verdict, decision, challenger)."
+    return [m.groups() for m in MONTH.finditer(stdout)]
+
+def executed_notebooks(demo, after:set)->set:
+    return {nb.name for folder in demo.glob("runs/*/*") if folder not in after for nb in folder.glob("*.ipynb")}
+
+def test_demo_runs_the_pipeline_and_the_retraining_replay_then_both_again_from_the_cache(tmp_path, project):
     repo = tmp_path/"repo"            # as `make demo` does: the demo folder inside a git checkout with CI and tests
     (repo/".ci").mkdir(parents=True); (repo/"tests").mkdir()
     (repo/".ci"/"run").write_text("make test\n"); (repo/"tests"/"test_smoke.py").write_text("def test_ok(): pass\n")
     for args in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ci"]):
         run("git", *args, cwd=repo)
     demo = repo/"demo-flights"
-    first = run(BIN/"mlops-nb", "demo", "--workdir", demo, cwd=repo)
+    copy_template(demo)                   # the user's own edit, kept by the demo: two models in the grid, not six
+    grid = demo/"pipeline.yaml"
+    grid.write_text(grid.read_text().replace("        - {family: ridge, alpha: 0.1}\n        - {family: ridge, alpha: 10.0}\n"
+                                             "        - {family: lasso, alpha: 0.01}\n        - {family: lasso, alpha: 0.1}\n", ""))
+    first = run(BIN/"mlops-nb", "demo", "--workdir", demo, "--sample", "0.1", cwd=repo)
     assert "champion: flights v1" in first.stdout and "mlflow ui --backend-store-uri" in first.stdout
     rmse = float(re.search(r"champion: flights v1, validation RMSE ([\d.]+) min", first.stdout)[1])
     assert 8 < rmse < 15                                   # January -> February air time, in minutes
     _, runs = store_runs(demo, "flights")
-    train = [r for r in runs if r.data.tags.get("mlops_nb.step") == "train"]
-    assert len(train) == 6 and all("rmse" in r.data.metrics for r in train)
+    train = [r for r in runs if r.data.tags.get("mlops_nb.step") == "train" and r.data.tags["mlops_nb.pipeline"] == "flights"]
+    assert len(train) == 2 and all("rmse" in r.data.metrics for r in train)
     assert round(min(r.data.metrics["rmse"] for r in train), 2) == rmse   # the champion is the best grid point
 
     _, monitored = store_runs(demo, "flights-monitoring")
@@ -27,10 +43,24 @@ def test_demo_runs_the_flights_pipeline_then_serves_it_from_the_cache(tmp_path, 
     assert served["rows"] == 2000 and served["max_abs_diff"] == 0 and served["version"]["version"] == 1
     assert list((demo/"predictions").glob("flights-*.parquet"))          # and logged its predictions
 
-    second = run(BIN/"mlops-nb", "demo", "--workdir", demo, cwd=repo)
-    steps = {line.split()[0]: line.split()[1] for line in second.stdout.splitlines()
-             if line.split()[:1] and line.split()[0] in ("prepare", "vectorize", "train", "register", "monitor", "serve")}
-    assert steps == dict.fromkeys(["prepare", "vectorize", "train", "register", "monitor", "serve"], "cached")
+    months = replay_months(first.stdout)                                 # the retraining loop over the rest of the year
+    assert [int(m[0]) for m in months] == list(range(2, 13))
+    for (_, champ, _, _, _, decision, challenger), after in zip(months, months[1:]):   # a month is served by the
+        assert after[1] == (challenger if decision == "promoted" else champ)           # champion chosen the month before
+    retrains = sum(m[5] != "kept" for m in months)
+    assert 0 < retrains < 11 and all(m[5] == "kept" for m in months if m[4] == "ok")   # it fires on drift or a drop only
+    served_rmse, frozen_rmse = map(float, re.search(r"mean RMSE ([\d.]+) min served by the loop vs ([\d.]+) min", first.stdout).groups())
+    assert served_rmse < frozen_rmse
+    assert (demo/"reports"/"retraining.png").stat().st_size > 10_000
+    _, decisions = store_runs(demo, "flights-replay-retraining")
+    assert len(decisions) == 11 and all(r.data.tags[KIND_TAG] == KIND_RETRAINING for r in decisions)
+
+    folders = set(demo.glob("runs/*/*"))
+    second = run(BIN/"mlops-nb", "demo", "--workdir", demo, "--sample", "0.1", cwd=repo)
+    steps = {line.split()[0]: line.split()[1] for line in second.stdout.splitlines() if line.split()[:1] and line.split()[0] in STEPS}
+    assert steps == dict.fromkeys(STEPS, "cached")
+    assert replay_months(second.stdout) == months                        # the same decisions, with the same numbers
+    assert executed_notebooks(demo, folders) == {"register.ipynb"}       # every training window came from the cache
 
     found = json.loads(run(BIN/"mlops-nb", "best", "flights", "--metric", "rmse", "--json", cwd=demo).stdout)
     assert round(found["value"], 2) == rmse
@@ -39,6 +69,16 @@ def test_demo_runs_the_flights_pipeline_then_serves_it_from_the_cache(tmp_path, 
     met = {i["id"] for i in level["items"] if i["met"]}
     assert level["level"] >= 2 and {"ci", "tests", "tracking", "reproducible", "pipeline", "registry", "champion", "api"} <= met
 
+    # one turn of the loop from cron, for the demo's own model: its champion came from the pipeline (no train-data tag),
+    # so the monitor's reference is the pipeline's train product
+    from mlops_nb.retraining import month_batch
+    month_batch(3, 0.1).assign(month=3).to_parquet(demo/"march.parquet")
+    turn = json.loads(run(BIN/"mlops-nb", "retrain", "--batch", demo/"march.parquet", "--trigger", "always", "--json", cwd=demo).stdout)
+    assert (turn["month"], turn["champion_version"], turn["retrained"]) == (3, 1, True)
+    assert turn["decision"] in ("promoted", "refused") and turn["challenger_version"] > 1 and turn["window"]["valid_month"] == 3
+    assert (turn["decision"] == "promoted") == (turn["rmse_challenger"] < turn["rmse_champion"])
+    _, decided = store_runs(demo, "flights-retraining")
+    assert [r.data.tags["decision"] for r in decided] == [turn["decision"]]
 def test_new_project_runs_as_is(tmp_path, project):
     run(BIN/"mlops-nb", "new", tmp_path/"fresh", cwd=tmp_path)
     tested = run(BIN/"python", "-m", "pytest", "-q", "tests", cwd=tmp_path/"fresh")
