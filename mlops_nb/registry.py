@@ -46,7 +46,7 @@ def _version(client, name:str, version):
     try: return client.get_model_version(name, str(version))
     except MlflowException:
         known = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
-        raise MlopsNbError(f"model {name!r} has no version {version!r}; versions: {', '.join(map(str, known)) or 'none'}") from None
+        raise MlopsNbError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, known)) or 'none'}") from None
 
 # %% ../nbs/02_registry.ipynb #44e747df
 _RUN_ID_LENGTH = 32
@@ -156,9 +156,10 @@ def _record(client, name:str, **event):
     key = f"{_HISTORY}{time.time_ns():020d}.{uuid.uuid4().hex[:8]}"
     client.set_registered_model_tag(name, key, json.dumps(event))
 
-def _alias_version(client, name:str, alias:str)->str|None:
-    "The version an alias points at, or None."
-    return client.get_registered_model(name).aliases.get(alias)
+def _alias_version(client, name:str, alias:str)->int|None:
+    "The version an alias points at, or None (an int: a server's REST API gives strings, a database store ints)."
+    version = client.get_registered_model(name).aliases.get(alias)
+    return None if version is None else int(version)
 
 # %% ../nbs/02_registry.ipynb #e9f7ed55
 def _registered_score(mv, metric:str)->float:
@@ -217,8 +218,8 @@ def promote(
     metric = metric or client.get_registered_model(name).tags.get("mlops_nb.metric")
     with store_lock(client.tracking_uri, "registry"):
         current = _alias_version(client, name, alias)
-        event = {"action": "promote", "alias": alias, "from": current, "to": candidate.version, "reason": reason}
-        if current == candidate.version: return event | {"action": "unchanged"}
+        event = {"action": "promote", "alias": alias, "from": current, "to": int(candidate.version), "reason": reason}
+        if current == event["to"]: return event | {"action": "unchanged"}
         if current is not None and not force:
             if not metric: raise MlopsNbError(f"which metric decides? pass metric=... (model {name!r} has no primary metric)")
             event |= _gate(client, name, candidate, current, metric, _mode(metric, mode), min_delta, evaluation_data)
@@ -260,7 +261,7 @@ def _lineage(events)->list[str]:
     "The versions an alias held, oldest first, with rolled-back ones popped."
     held = []
     for e in events:
-        if e["action"] in ("promote", "forced"): held.append(e["to"])
+        if e["action"] in ("promote", "forced"): held.append(int(e["to"]))
         elif e["action"] == "rollback": held.pop()
     return held
 
