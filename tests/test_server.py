@@ -1,0 +1,83 @@
+"""The team tracking server: `start_server`'s checks, the helpers through a real `mlflow server` on PostgreSQL, and
+8 notebook processes x 50 runs at once through it. The server tests need MLOPS_NB_TEST_POSTGRES (`make test-server`)."""
+import os, socket, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FuturesTimeout
+from pathlib import Path
+import pytest
+from conftest import BIN, server_mode, store_runs, write_notebook
+
+def test_bad_backend_port_and_artifacts_are_refused_before_anything_starts(tmp_path):
+    from mlops_nb.server import start_server, free_port, MlopsNbError
+    with pytest.raises(MlopsNbError, match="not a database URL"): start_server("http://127.0.0.1:5000", tmp_path)
+    with pytest.raises(MlopsNbError, match="not postgres://"): start_server("postgres://u:p@127.0.0.1/db", tmp_path)
+    closed = free_port()
+    with pytest.raises(MlopsNbError, match=f"cannot connect to the backend store postgresql\\+psycopg2://u:\\*\\*\\*@127.0.0.1:{closed}/db"):
+        start_server(f"postgresql://u:secret@127.0.0.1:{closed}/db", tmp_path)
+    (tmp_path/"file").write_text("")
+    with pytest.raises(MlopsNbError, match="cannot create the artifact folder"):
+        start_server(f"sqlite:///{tmp_path}/mlflow.db", tmp_path/"file"/"artifacts")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0)); busy.listen()
+        with pytest.raises(MlopsNbError, match=f"port {busy.getsockname()[1]} on 127.0.0.1 is in use"):
+            start_server(f"sqlite:///{tmp_path}/mlflow.db", tmp_path/"artifacts", port=busy.getsockname()[1])
+    assert not list(tmp_path.glob("mlops_nb-server-*.log"))  # nothing was started
+
+def test_a_missing_postgres_driver_names_the_extra(tmp_path):
+    "A Python without psycopg2 (hidden from this child process) is told which extra to install."
+    code = ("import sys; sys.modules['psycopg2'] = sys.modules['psycopg'] = None\n"
+            "from mlops_nb.server import check_backend\n"
+            "check_backend('postgresql://u:p@127.0.0.1:5432/db')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1 and "pip install mlops_nb[server]" in done.stderr
+
+@server_mode
+def test_helpers_work_unchanged_through_the_server(project, tracking_server):
+    "track, log_model, register, promote, load and the maturity evidence, all through the server on PostgreSQL."
+    import mlflow, pandas as pd
+    from sklearn.linear_model import Ridge
+    from mlops_nb.tracking import track, best_run
+    from mlops_nb.registry import register, promote, load, versions
+    from mlops_nb.config import MlopsNbError, RegistryLock, tracking_uri
+    from mlops_nb.maturity import _Project
+    os.chdir(project)
+    assert tracking_uri() == tracking_server.server.url and tracking_server.server.url.startswith("http://127.0.0.1:")
+    X = pd.DataFrame({"distance": [100.0, 500.0, 1000.0]})
+    for alpha in (0.1, 1.0):
+        with track("srv", params={"alpha": alpha}) as r:
+            r.log_metrics(rmse=alpha * 2)
+            info = r.log_model(Ridge(alpha=alpha).fit(X, X.distance / 8), X)
+    best = best_run("srv", "rmse")
+    assert best.data.params["alpha"] == "0.1"
+    assert list(mlflow.artifacts.list_artifacts(run_id=best.info.run_id)) is not None
+    v1 = register(best.info.run_id, "flights", metrics={"rmse": 0.2}, evaluation="e").version
+    with RegistryLock(tracking_uri(), "registry") as lock:   # a promotion waits for the lock's holder ...
+        waiting = ThreadPoolExecutor(1).submit(promote, "flights", v1, metric="rmse")
+        with pytest.raises(FuturesTimeout): waiting.result(timeout=2)
+        assert [m.name for m in _Project(project, tracking_uri()).models] == ["flights"]  # ... and is no model
+        with pytest.raises(MlopsNbError, match="models in the registry: flights$"): promote("flihgts", v1)
+        with pytest.raises(MlopsNbError, match=f"could not take the lock '{lock.name}'.*held by .*:{os.getpid()}"):
+            RegistryLock(tracking_uri(), "registry", timeout=0.3).acquire()
+    assert waiting.result(timeout=60)["to"] == v1         # released: the promotion went through
+    assert load("flights").predict(X).shape == (3,)
+    assert versions("flights").aliases.tolist() == ["champion"]
+    artifacts = list((tracking_server.folder/"mlartifacts").rglob("MLmodel"))
+    assert artifacts, "the model went through the server to its artifacts destination"
+
+RUNS = '''
+from mlops_nb.tracking import track
+for i in range(runs):
+    with track("parallel", params={"proc": proc, "i": i}) as r: r.log_metrics(score=proc * 1000 + i)
+'''
+
+@server_mode
+def test_eight_notebook_processes_times_50_runs_lose_nothing(project, tmp_path):
+    nb = write_notebook(project/"runs.ipynb", RUNS, parameters="proc = 0\nruns = 1\n")
+    procs = [subprocess.Popen([BIN/"papermill", nb, tmp_path/f"out{p}.ipynb", "-p", "proc", str(p), "-p", "runs", "50",
+                               "--cwd", project], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(8)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err[-2000:] for _, err in outs]
+    _, runs = store_runs(project, "parallel")
+    assert len(runs) == 400 and all(r.info.status == "FINISHED" for r in runs)
+    seen = {(int(r.data.params["proc"]), int(r.data.params["i"])): r.data.metrics["score"] for r in runs}
+    assert seen == {(p, i): p * 1000 + i for p in range(8) for i in range(50)}
