@@ -337,6 +337,10 @@ def kernel_manager_class(
         async def start_kernel(self, **kw):
             kw["env"] = {**os.environ, **kw.get("env", {}), **env}
             return await super().start_kernel(**kw)
+        async def _async_interrupt_kernel(self):
+            # jupyter_client sends SIGINT before every shutdown; papermill shuts a kernel down when its cells are done,
+            # so that only races with the last messages ("KeyboardInterrupt caught in kernel" on the terminal)
+            if not self.shutting_down: await super()._async_interrupt_kernel()
     return KernelManager
 
 def _absolute_input(input_path)->str:
