@@ -12,7 +12,7 @@ from .config import MlopsNbError
 
 # %% auto #0
 __all__ = ['BadInput', 'main', 'runs', 'best', 'models', 'promote', 'history', 'rollback', 'run_command', 'steps', 'serve',
-           'score', 'monitor', 'retrain', 'simulate', 'maturity', 'demo', 'new']
+           'score', 'monitor', 'retrain', 'simulate', 'server', 'maturity', 'demo', 'new']
 
 # %% ../nbs/08_cli.ipynb #048807b3
 class BadInput(click.ClickException):
@@ -301,6 +301,19 @@ def _replay_report(records:list)->str:
     return "\n".join([table(records).to_string(index=False, float_format="%.2f"),
         f"mean RMSE {s['mean_rmse_served']:.2f} min served by the loop vs {s['mean_rmse_frozen']:.2f} min for the frozen "
         f"initial model; {s['retrains']} retrains, {s['promotions']} promotions, {s['failures']} failures in {s['months']} months"])
+
+# %% ../nbs/08_cli.ipynb #c50e950b
+@main.command()
+@click.option("--backend-store-uri", default=None, metavar="URI", help="The database: postgresql://USER:PASSWORD@HOST:PORT/DB (default: the project's sqlite store).")
+@click.option("--artifacts-destination", default=None, metavar="DIR|URL", help="Where the server keeps artifacts it proxies (default: <project>/mlartifacts).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The interface to bind: 0.0.0.0 to serve a team.")
+@click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="The port (0: a free one).")
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="uvicorn worker processes.")
+@click.option("--allowed-host", "extra_hosts", multiple=True, metavar="NAME", help="Another Host header to accept (a DNS name or proxy), repeatable.")
+def server(backend_store_uri, artifacts_destination, host, port, workers, extra_hosts):
+    "Start a team MLflow tracking server (PostgreSQL, proxied artifacts) and print the MLFLOW_TRACKING_URI to export."
+    from mlops_nb.server import run_server
+    sys.exit(run_server(backend_store_uri, artifacts_destination, host, port, workers, list(extra_hosts), echo=click.echo))
 
 # %% ../nbs/08_cli.ipynb #61f2817b
 @main.command()
