@@ -178,3 +178,17 @@ def test_a_scheduler_without_workers_is_refused():
     with LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=None) as empty:
         with pytest.raises(MlopsNbError, match="has no workers after 1 s: start some with `dask worker"):
             DaskExecutor(empty.scheduler_address, timeout=1)
+
+def test_mlops_nb_run_with_executor_dask_runs_the_pipeline_on_a_local_cluster(tmp_path):
+    "The command as users type it: `mlops-nb run --executor dask -j 2` starts its own LocalCluster and stops it."
+    from conftest import BIN, run
+    root = tmp_path/"cli"
+    write_notebook(root/"point.ipynb", "from mlops_nb.tracking import track\nwith track() as run: run.log_metrics(score=a)", parameters="a = 0")
+    grid_pipeline(root, "pipeline", "point.ipynb", {"a": [1, 2, 3]})
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}   # the project's own store
+    done = run(BIN/"mlops-nb", "run", "--executor", "dask", "-j", "2", cwd=root, env=env)
+    assert done.stdout.count(" ran ") == 3 and "pipeline 'pipeline' done" in done.stdout
+    _, runs = store_runs(root, "pipeline")
+    assert sorted(r.data.metrics["score"] for r in runs if "score" in r.data.metrics) == [1, 2, 3]
+    bad = run(BIN/"mlops-nb", "run", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", cwd=root, env=env, check=False)
+    assert bad.returncode == 2 and "cannot reach the Dask scheduler" in bad.stderr
