@@ -6,7 +6,8 @@ Runs per second logged with `track` (one run = 5 params + 5 metrics + 2 tags, no
 2. PROCS processes logging at once (what a parallel sweep does; started and warmed up before the clock starts),
    total runs per second.
 PostgreSQL is a throwaway cluster from `.ci/postgres` with durable settings (fsync on, like sqlite's default), on its
-own folder and a free port; the server runs 2 uvicorn workers. Everything runs on this machine: the server's network
+own folder and a free port; the server runs WORKERS uvicorn workers (default 1, start_server's default; see
+nbs/11_server.ipynb on why more workers add latency per request). Everything runs on this machine: the server's network
 hop is loopback, so the ratio is the cost of the REST round trips plus PostgreSQL against sqlite's file locking.
 """
 import os, statistics, subprocess, sys, tempfile, time
@@ -15,6 +16,7 @@ from pathlib import Path
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 5))
 RUNS = int(os.environ.get("BENCH_RUNS", 20))          # runs per round, single process
 PROCS, PROC_RUNS = 4, 15                              # parallel: processes x runs each
+WORKERS = int(os.environ.get("BENCH_WORKERS", 1))     # uvicorn workers of the server
 HERE = Path(__file__).resolve().parent
 tmp = Path(tempfile.mkdtemp(prefix="bench_server_"))
 tmp.chmod(0o755)  # the PostgreSQL cluster inside runs as the postgres user
@@ -80,8 +82,8 @@ def main():
     db = postgres("start", pg_env)
     try:
         t = time.perf_counter()
-        server = start_server(db, tmp/"mlartifacts", port=0, workers=2, log=tmp/"server.log")
-        print(f"mlflow server on PostgreSQL ready in {time.perf_counter() - t:.1f} s ({server.url})")
+        server = start_server(db, tmp/"mlartifacts", port=0, workers=WORKERS, log=tmp/"server.log")
+        print(f"mlflow server ({WORKERS} worker{'s' * (WORKERS > 1)}) on PostgreSQL ready in {time.perf_counter() - t:.1f} s")
         with server:
             sides = {"server": server.url, "sqlite": ensure_store(f"sqlite:///{tmp}/mlflow.db")}
             one = interleaved(sides, lambda uri: log_runs(uri, RUNS), ROUNDS)
