@@ -39,7 +39,7 @@ class ServerStore:
             self._sql(f"CREATE DATABASE {self.template}")
             SqlAlchemyStore(self.db_uri(self.template), "mlflow-artifacts:/").engine.dispose()
             self._sql(f"CREATE DATABASE {self.work} TEMPLATE {self.template}")
-            self.server = start_server(self.db_uri(self.work), self.folder/"mlartifacts", port=0, workers=2,
+            self.server = start_server(self.db_uri(self.work), self.folder/"mlartifacts", port=0,
                                        log=self.folder/"server.log")
         return self.server.url
 

@@ -17,7 +17,8 @@ def store(tmp_path_factory):
 
 def new_versions(model_uri, name, scores, evaluation="eval-A"):
     from mlops_nb.registry import register
-    return [register(model_uri, name, metrics={"rmse": s}, evaluation=evaluation).version for s in scores]
+    "Register one version per score; their numbers as ints (a tracking server's REST API gives strings, sqlite ints)."
+    return [int(register(model_uri, name, metrics={"rmse": s}, evaluation=evaluation).version) for s in scores]
 
 names = iter(f"m{i}" for i in range(10_000))
 
@@ -85,7 +86,7 @@ def test_two_processes_promoting_at_once_lose_nothing(store, tmp_path, attempt):
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     # judged one after the other: whatever the order, the better version (8.0) ends up champion
-    assert champion(name).version == v2
+    assert int(champion(name).version) == v2
     h = history(name)
     assert len(h) == 3 and set(h.reason[1:]) == {f"process {v2}", f"process {v3}"}
     assert h.action.iloc[-1] in ("promote", "refused") and h.to.tolist()[1:] in ([v2, v3], [v3, v2])

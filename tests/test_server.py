@@ -49,7 +49,7 @@ def test_helpers_work_unchanged_through_the_server(project, tracking_server):
     best = best_run("srv", "rmse")
     assert best.data.params["alpha"] == "0.1"
     assert list(mlflow.artifacts.list_artifacts(run_id=best.info.run_id)) is not None
-    v1 = register(best.info.run_id, "flights", metrics={"rmse": 0.2}, evaluation="e").version
+    v1 = int(register(best.info.run_id, "flights", metrics={"rmse": 0.2}, evaluation="e").version)
     with RegistryLock(tracking_uri(), "registry") as lock:   # a promotion waits for the lock's holder ...
         waiting = ThreadPoolExecutor(1).submit(promote, "flights", v1, metric="rmse")
         with pytest.raises(FuturesTimeout): waiting.result(timeout=2)
