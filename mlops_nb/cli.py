@@ -308,7 +308,7 @@ def _replay_report(records:list)->str:
 @click.option("--artifacts-destination", default=None, metavar="DIR|URL", help="Where the server keeps artifacts it proxies (default: <project>/mlartifacts).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="The interface to bind: 0.0.0.0 to serve a team.")
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="The port (0: a free one).")
-@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="uvicorn worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="uvicorn worker processes (more than one turns TCP_NODELAY off in uvicorn 0.54: slower per request).")
 @click.option("--allowed-host", "extra_hosts", multiple=True, metavar="NAME", help="Another Host header to accept (a DNS name or proxy), repeatable.")
 def server(backend_store_uri, artifacts_destination, host, port, workers, extra_hosts):
     "Start a team MLflow tracking server (PostgreSQL, proxied artifacts) and print the MLFLOW_TRACKING_URI to export."
