@@ -16,6 +16,7 @@ __all__ = ['BACKENDS', 'default_backend', 'check_backend', 'free_port', 'check_p
 # %% ../nbs/11_server.ipynb #8e66163e
 BACKENDS = {"postgresql": "psycopg2", "postgresql+psycopg2": "psycopg2", "postgresql+psycopg": "psycopg",
             "mysql": "MySQLdb", "mysql+pymysql": "pymysql", "mssql+pyodbc": "pyodbc", "sqlite": "sqlite3"}
+_PIP = {"MySQLdb": "mysqlclient", "psycopg": "'psycopg[binary]'"}  # the package that brings a driver module, where names differ
 
 def _redact(uri:str)->str:
     "A database URL with its password hidden."
@@ -39,7 +40,7 @@ def check_backend(
         raise MlopsNbError(f"backend store {_redact(uri)!r} is not a database URL: use postgresql://user:password@host:port/db "
                            f"(or one of {', '.join(s + '://' for s in BACKENDS)})")
     if scheme == "postgresql": scheme, uri = _postgres_driver(uri)
-    if not _installed(BACKENDS[scheme]): raise MlopsNbError(f"the {scheme} driver {BACKENDS[scheme]!r} is not installed: pip install {BACKENDS[scheme]}")
+    if not _installed(BACKENDS[scheme]): raise MlopsNbError(f"the {scheme} driver {BACKENDS[scheme]!r} is not installed: pip install {_PIP.get(BACKENDS[scheme], BACKENDS[scheme])}")
     if scheme == "sqlite": return ensure_store(uri)
     _connect(uri)
     return uri
