@@ -63,7 +63,8 @@ def test_demo_runs_the_pipeline_and_the_retraining_replay_then_both_again_from_t
     assert executed_notebooks(demo, folders) == {"register.ipynb"}       # every training window came from the cache
 
     found = json.loads(run(BIN/"mlops-nb", "best", "flights", "--metric", "rmse", "--json", cwd=demo).stdout)
-    assert round(found["value"], 2) == rmse
+    _, runs = store_runs(demo, "flights")                                # the pipeline's grid and the replay's windows
+    assert found["value"] == min(r.data.metrics["rmse"] for r in runs if "rmse" in r.data.metrics) <= rmse
     assert "champion" in run(BIN/"mlops-nb", "models", "flights", cwd=demo).stdout
     level = json.loads(run(BIN/"mlops-nb", "maturity", demo, "--json", cwd=repo).stdout)
     met = {i["id"] for i in level["items"] if i["met"]}
