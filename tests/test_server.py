@@ -1,8 +1,7 @@
 """The team tracking server: `start_server`'s checks, the helpers through a real `mlflow server` on PostgreSQL, and
 8 notebook processes x 50 runs at once through it. The server tests need MLOPS_NB_TEST_POSTGRES (`make test-server`)."""
-import os, socket, subprocess, sys
+import os, signal, socket, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FuturesTimeout
-from pathlib import Path
 import pytest
 from conftest import BIN, server_mode, store_runs, write_notebook
 
@@ -45,7 +44,7 @@ def test_helpers_work_unchanged_through_the_server(project, tracking_server):
     for alpha in (0.1, 1.0):
         with track("srv", params={"alpha": alpha}) as r:
             r.log_metrics(rmse=alpha * 2)
-            info = r.log_model(Ridge(alpha=alpha).fit(X, X.distance / 8), X)
+            r.log_model(Ridge(alpha=alpha).fit(X, X.distance / 8), X)
     best = best_run("srv", "rmse")
     assert best.data.params["alpha"] == "0.1"
     assert list(mlflow.artifacts.list_artifacts(run_id=best.info.run_id)) is not None
@@ -81,3 +80,41 @@ def test_eight_notebook_processes_times_50_runs_lose_nothing(project, tmp_path):
     assert len(runs) == 400 and all(r.info.status == "FINISHED" for r in runs)
     seen = {(int(r.data.params["proc"]), int(r.data.params["i"])): r.data.metrics["score"] for r in runs}
     assert seen == {(p, i): p * 1000 + i for p in range(8) for i in range(50)}
+
+@server_mode
+def test_serving_and_monitoring_work_unchanged_through_the_server(project, tracking_server):
+    "The model service loads the champion through the server; a monitored batch is a run in the server's store."
+    import time, httpx, numpy as np, pandas as pd
+    from sklearn.linear_model import Ridge
+    from mlops_nb.tracking import track
+    from mlops_nb.registry import register, promote, load
+    from mlops_nb.monitoring import Monitor
+    os.chdir(project)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"distance": rng.uniform(100, 2500, 400)})
+    with track("srv") as r: run_id = r.run_id; r.log_model(Ridge().fit(X, X.distance / 8), X)
+    version = int(register(run_id, "served").version)
+    promote("served", version, force=True)
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    log = open(project/"serve.log", "w")
+    service = subprocess.Popen([str(BIN/"mlops-nb"), "serve", "models:/served@champion", "--port", str(port), "--no-log"],
+                               cwd=project, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert service.poll() is None and time.monotonic() < deadline, (project/"serve.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200: break
+            except httpx.HTTPError: pass
+            time.sleep(0.3)
+        answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": X.head(5).to_dict("records")}, timeout=30)
+        assert answer.status_code == 200 and answer.headers["X-Model-Version"] == str(version)
+        assert answer.json()["predictions"] == load("served").predict(X.head(5)).tolist()   # the registry's model, exactly
+    finally:
+        service.send_signal(signal.SIGINT); service.wait(60); log.close()
+    batch = X.assign(distance=X.distance * 1.5)
+    report = Monitor(X.assign(air_time=X.distance / 8), model="models:/served@champion", target="air_time",
+                     experiment="monitoring").check(batch.assign(air_time=batch.distance / 8 + 30))
+    assert report.verdict != "ok"                                          # the shifted batch drifted and got worse
+    _, monitored = store_runs(project, "monitoring")
+    assert len(monitored) == 1 and monitored[0].info.status == "FINISHED"  # logged through the server
