@@ -47,6 +47,8 @@ class ServerStore:
         "An empty store (a new database behind the running server); the tracking URI."
         url = self.start()
         self._sql(f"DROP DATABASE {self.work} WITH (FORCE)", f"CREATE DATABASE {self.work} TEMPLATE {self.template}")
+        from mlops_nb import tracking
+        tracking._EXPERIMENTS.clear()  # experiment ids remembered per URI belonged to the database just replaced
         return url
 
     def stop(self):
