@@ -240,15 +240,23 @@ def monitor(reference, current, model, target, max_degradation, html_path, as_js
     sys.exit(0 if report.verdict == "ok" else 3)
 
 # %% ../nbs/08_cli.ipynb #1fd4312b
+def _policy_options(command):
+    "The retraining policy's options, shared by `retrain` and `simulate`."
+    from mlops_nb.retraining import TRIGGERS
+    for option in reversed([
+        click.option("--trigger", type=click.Choice(TRIGGERS), default="monitor", show_default=True, help="When to retrain."),
+        click.option("--window", type=click.IntRange(min=1), default=3, show_default=True, help="Train on the last N months before the batch."),
+        click.option("--expanding", is_flag=True, help="Train on every month before the batch instead of the last --window."),
+        click.option("--min-delta", default=0.0, show_default=True, help="The challenger's RMSE on the batch must be lower by more than this."),
+        click.option("--cooldown", type=click.IntRange(min=0), default=0, show_default=True, help="Batches after a retrain during which none starts.")]):
+        command = option(command)
+    return command
+
 @main.command()
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path(exists=True))
 @click.option("--batch", required=True, type=click.Path(exists=True), help="The newest labelled batch: a .parquet/.csv file.")
 @click.option("--month", type=click.IntRange(1, 12), default=None, help="The batch's month (default: its `month` column).")
-@click.option("--trigger", type=click.Choice(["monitor", "drift", "performance_drop", "schedule", "always"]), default="monitor", show_default=True, help="When to retrain.")
-@click.option("--window", type=click.IntRange(min=1), default=3, show_default=True, help="Train on the last N months before the batch.")
-@click.option("--expanding", is_flag=True, help="Train on every month before the batch instead of the last --window.")
-@click.option("--min-delta", default=0.0, show_default=True, help="The challenger's RMSE on the batch must be lower by more than this.")
-@click.option("--cooldown", type=click.IntRange(min=0), default=0, show_default=True, help="Batches after a retrain during which none starts.")
+@_policy_options
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="With --trigger schedule: retrain every N batches.")
 @click.option("--reference", type=click.Path(exists=True), default=None, help="The champion's training data, when it has no mlops_nb.train_data tag (default: the pipeline's train product).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
@@ -271,11 +279,7 @@ def retrain(pipeline, batch, month, trigger, window, expanding, min_delta, coold
 @click.option("--workdir", default="simulation", show_default=True, type=click.Path(file_okay=False), help="Folder for the replay's pipeline, store and runs (re-runs reuse its cache).")
 @click.option("--from-month", type=click.IntRange(2, 12), default=2, show_default=True, help="The first batch.")
 @click.option("--to-month", type=click.IntRange(2, 12), default=12, show_default=True, help="The last batch.")
-@click.option("--trigger", type=click.Choice(["monitor", "drift", "performance_drop", "schedule", "always"]), default="monitor", show_default=True, help="When to retrain.")
-@click.option("--window", type=click.IntRange(min=1), default=3, show_default=True, help="Train on the last N months before each batch.")
-@click.option("--expanding", is_flag=True, help="Train on every month before the batch instead of the last --window.")
-@click.option("--min-delta", default=0.0, show_default=True, help="The challenger's RMSE must be lower by more than this.")
-@click.option("--cooldown", type=click.IntRange(min=0), default=0, show_default=True, help="Batches after a retrain during which none starts.")
+@_policy_options
 @click.option("--sample", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Fraction of flights to use (small for a quick look).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Notebooks at once (default: the number of cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per month instead of the table.")
