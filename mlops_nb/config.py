@@ -8,13 +8,24 @@ import os
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING', 'PROJECT_MARKERS', 'LOCK_PREFIX',
-           'MlopsNbError', 'project_root', 'tracking_uri', 'artifact_root', 'ensure_store', 'refresh_stats',
-           'use_store', 'is_lock_model', 'RegistryLock', 'store_lock']
+__all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING', 'PROJECT_MARKERS',
+           'SETTINGS_FILE', 'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError', 'did_you_mean', 'project_root',
+           'settings', 'tracking_uri', 'artifact_root', 'ensure_store', 'refresh_stats', 'use_store', 'is_lock_model',
+           'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
     "A problem the user can fix; the message says what, where and how."
+
+# %% ../nbs/00_config.ipynb #cc2bb458
+def did_you_mean(
+    word:str, # what the user wrote
+    options, # the names that exist
+)->str: # "; did you mean 'x'?" for the nearest options, else ""
+    "A hint naming the options closest to `word`, to append to an error message."
+    import difflib
+    near = difflib.get_close_matches(str(word), list(map(str, options)), n=3)
+    return f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
 
 # %% ../nbs/00_config.ipynb #29c68ece
 PREDICTION_LOG = "predictions"       # folder of parquet files under the project root, one row per prediction
@@ -34,6 +45,25 @@ def project_root(
     for folder in (start, *start.parents):
         if any((folder/m).is_file() for m in PROJECT_MARKERS): return folder
     return start
+
+# %% ../nbs/00_config.ipynb #73a2301a
+SETTINGS_FILE = "mlops_nb.toml"
+SETTINGS_SECTIONS = ("metrics", "models")
+
+def settings(
+    root:str|Path|None=None, # the project folder or a folder inside it (default: the working directory)
+)->dict: # section -> its table; {} without a settings file
+    "The project's settings from `mlops_nb.toml`, with unknown sections refused."
+    path = project_root(root)/SETTINGS_FILE
+    if not path.is_file(): return {}
+    import tomllib
+    try: found = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e: raise MlopsNbError(f"{path} is not valid TOML: {e}") from None
+    for key, value in found.items():
+        if key not in SETTINGS_SECTIONS or not isinstance(value, dict):
+            raise MlopsNbError(f"{path}: [{key}] is no settings section{did_you_mean(key, SETTINGS_SECTIONS)} "
+                               f"(sections: {', '.join(f'[{s}]' for s in SETTINGS_SECTIONS)})")
+    return found
 
 # %% ../nbs/00_config.ipynb #d8142270
 def tracking_uri(
@@ -77,6 +107,7 @@ def ensure_store(
     _READY.add(uri)
     return uri
 
+# %% ../nbs/00_config.ipynb #0a15d794
 def refresh_stats(
     uri:str, # a tracking URI; only sqlite stores are touched
 ):
@@ -86,14 +117,31 @@ def refresh_stats(
     import sqlite3
     with sqlite3.connect(db, timeout=20) as con: con.executescript("PRAGMA analysis_limit=1000; ANALYZE;")
 
+# %% ../nbs/00_config.ipynb #59776148
+def _no_store(uri:str, root:Path)->MlopsNbError:
+    "The error for a read in a place that has no store yet."
+    marked = any((root/m).is_file() for m in PROJECT_MARKERS)
+    where = (f"project {root} has tracked nothing yet" if marked else
+             f"{root} is no project (no {' or '.join(PROJECT_MARKERS)} in it or any folder above)")
+    return MlopsNbError(f"no MLflow store at {uri}: {where}. Run the command inside your project, make this folder one "
+                        "with `mlops-nb init`, or set MLFLOW_TRACKING_URI to your tracking server")
+
 def use_store(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
+    create:bool=True, # create a missing sqlite store (False: raise instead, for commands that only read)
 )->str: # the tracking URI now in use
-    "Point MLflow (tracking and registry) at the project's store, creating it if needed."
+    "Point MLflow (tracking and registry) at the project's store."
     import mlflow
-    uri = ensure_store(tracking_uri(root))
+    root = Path(root or project_root()).resolve()
+    uri, db = tracking_uri(root), _sqlite_path(tracking_uri(root))
+    if not create and db is not None and not db.is_file(): raise _no_store(uri, root)
+    ensure_store(uri)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    for k, v in saved.items():  # MLflow 3 exports the URIs; that would pin every later project of this process here
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
     return uri
 
 # %% ../nbs/00_config.ipynb #4a2238f4
