@@ -4,12 +4,13 @@
 
 # %% ../nbs/02_registry.ipynb #2e2b7dc1
 from __future__ import annotations
-import getpass, json, os, socket, time, uuid
-from .config import MlopsNbError, is_lock_model, store_lock, use_store
+import getpass, json, os, re, socket, time, uuid
+from .config import MlopsNbError, did_you_mean, is_lock_model, store_lock, use_store
+from .metrics import GOAL_TAG, UnknownGoal, better, check_goals, goal, goal_tags
 
 # %% auto #0
-__all__ = ['PromotionRefused', 'register', 'versions', 'promote', 'history', 'rollback', 'champion', 'load', 'register_best',
-           'plot_versions']
+__all__ = ['PRIMARY_METRIC_TAG', 'PromotionRefused', 'model_source', 'register', 'versions', 'promote', 'history', 'rollback',
+           'champion', 'load', 'register_best', 'plot_versions']
 
 # %% ../nbs/02_registry.ipynb #936b37c1
 class PromotionRefused(MlopsNbError):
@@ -19,21 +20,19 @@ class PromotionRefused(MlopsNbError):
         self.candidate, self.champion = candidate, champion
 
 def _client():
-    "An MlflowClient on the project's store."
+    "An MlflowClient on the project's existing store (the registry never creates a store: it needs runs to register)."
     from mlflow import MlflowClient
-    use_store()
+    use_store(create=False)
     return MlflowClient()
 
 def _model(client, name:str):
     "The registered model `name`, or an error naming the close matches."
-    import difflib
     from mlflow.exceptions import MlflowException
     try: return client.get_registered_model(name)
     except MlflowException as e:
         if "RESOURCE_DOES_NOT_EXIST" not in str(e.error_code) and "not found" not in str(e).lower(): raise _no_registry(client, e)
     known = [m.name for m in client.search_registered_models(max_results=1000) if not is_lock_model(m.name)]
-    close = difflib.get_close_matches(name, known, n=3) or known[:10]
-    raise MlopsNbError(f"no registered model named {name!r}; models in the registry: {', '.join(close) or 'none'}")
+    raise MlopsNbError(f"no registered model named {name!r}{did_you_mean(name, known)} (models in the registry: {', '.join(known[:10]) or 'none'})")
 
 def _no_registry(client, e:Exception)->MlopsNbError:
     return MlopsNbError(f"the store {client.tracking_uri} cannot host a model registry ({e}); use a database store "
@@ -49,38 +48,72 @@ def _version(client, name:str, version):
         raise MlopsNbError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, known)) or 'none'}") from None
 
 # %% ../nbs/02_registry.ipynb #44e747df
-_RUN_ID_LENGTH = 32
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_LOGGED_MODEL_URI = re.compile(r"models:/(m-[0-9a-f]+)/?")
+_RUNS_URI = re.compile(r"runs:/([0-9a-f]{32})/(.+)")
+_REGISTERED_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>[0-9]+))/?")
 
-def _model_uri(client, ref:str)->tuple[str, str|None]:
-    "A model URI and its run id (when known) from a run id or a model URI."
-    if ref.startswith("runs:/"): return ref, ref.split("/")[1]
-    if "/" in ref or ":" in ref: return ref, None
-    if len(ref) != _RUN_ID_LENGTH: raise MlopsNbError(f"{ref!r} is neither a run id nor a model URI (runs:/..., models:/...)")
-    return _logged_model(client, ref), ref
-
-def _logged_model(client, run_id:str)->str:
-    "The URI of the model a run logged as `model` (MLflow 3 keeps models apart from run artifacts)."
+def _logged_model(client, run_id:str, name:str="model"):
+    "The model a run logged under `name` (MLflow 3 keeps models apart from run artifacts)."
     from mlflow.exceptions import MlflowException
     try: run = client.get_run(run_id)
     except MlflowException: raise MlopsNbError(f"no run {run_id!r} in {client.tracking_uri}") from None
-    found = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = 'model'")
-    if not found: raise MlopsNbError(f"run {run_id} has no logged model named 'model': log one with run.log_model(model, X)")
-    return f"models:/{found[0].model_id}"
+    found = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")
+    if not found: raise MlopsNbError(f"run {run_id} has no logged model named {name!r}: log one with run.log_model(model, X)")
+    return found[0]
 
+# %% ../nbs/02_registry.ipynb #ac1d1529
+def model_source(
+    ref:str, # a run id, runs:/<run id>/<path>, models:/m-<id> (a logged model), or models:/NAME/VERSION
+    client=None, # an MlflowClient (default: one on the project's store)
+)->tuple[str, str|None, str|None]: # (model URI to register, source run id, logged model id); ids None when unknown
+    "Where a model comes from: the URI to register, the run that logged it and its MLflow 3 logged-model id."
+    from mlflow.exceptions import MlflowException
+    client = client or _client()
+    ref = str(ref).strip()
+    if _RUN_ID.fullmatch(ref): m = _logged_model(client, ref); return f"models:/{m.model_id}", ref, m.model_id
+    if found := _RUNS_URI.fullmatch(ref):
+        m = _logged_model(client, found[1], found[2].strip("/"))
+        return f"models:/{m.model_id}", found[1], m.model_id
+    if found := _LOGGED_MODEL_URI.fullmatch(ref):
+        try: m = client.get_logged_model(found[1])
+        except MlflowException: raise MlopsNbError(f"no logged model {found[1]!r} in {client.tracking_uri}") from None
+        return ref, m.source_run_id, m.model_id
+    if found := _REGISTERED_URI.fullmatch(ref):
+        try: mv = (client.get_model_version_by_alias(found["name"], found["alias"]) if found["alias"]
+                   else client.get_model_version(found["name"], found["version"]))
+        except MlflowException: raise MlopsNbError(f"no registered model version at {ref}: see `mlops-nb models {found['name']}`") from None
+        logged = _LOGGED_MODEL_URI.fullmatch(mv.source or "")
+        return mv.source, mv.run_id, logged[1] if logged else None
+    if "/" in ref or ":" in ref: return ref, None, None   # a path or another store's URI: no run to read metrics from
+    raise MlopsNbError(f"{ref!r} is neither a run id nor a model URI (runs:/<run id>/model, models:/m-..., models:/NAME/VERSION)")
+
+# %% ../nbs/02_registry.ipynb #54d4951f
 def _evaluation_digest(run)->str|None:
     "The fingerprint of the data a run was evaluated on (its input logged with context 'evaluation')."
     for inp in run.inputs.dataset_inputs:
         if any(t.key == "mlflow.data.context" and t.value == "evaluation" for t in inp.tags): return inp.dataset.digest
     return None
 
-def _version_tags(run, metrics:dict, evaluation:str|None)->dict:
+def _known_goals(run, metrics:dict, declared:dict)->dict:
+    "The direction of each metric that has one (declared, recorded on the run or its experiment, or known); others left out."
+    from mlflow import MlflowClient
+    tags = {} if run is None else {"the run": run.data.tags, "its experiment": MlflowClient().get_experiment(run.info.experiment_id).tags}
+    found = {}
+    for m in metrics:
+        try: found[m] = goal(m, declared.get(m), tags)
+        except UnknownGoal: pass   # no direction yet: a gate on it will ask for one
+    return found
+
+def _version_tags(run, metrics:dict, evaluation:str|None, goals:dict)->dict:
     "What a version records about its performance and origin."
-    tags = {f"metric.{k}": repr(float(v)) for k, v in metrics.items()}
+    tags = {f"metric.{k}": repr(float(v)) for k, v in metrics.items()} | goal_tags(goals)
     if evaluation: tags["mlops_nb.evaluation"] = evaluation
     if run is not None:
         tags |= {k: v for k, v in run.data.tags.items() if k.startswith("mlops_nb.data.") or k == "mlops_nb.notebook"}
     return tags
 
+# %% ../nbs/02_registry.ipynb #a61f5fd6
 def _version_of_run(client, name:str, run_id:str):
     "The version of `name` already registered from `run_id`, if any: registering a run twice gives one version."
     from mlflow.exceptions import MlflowException
@@ -88,31 +121,46 @@ def _version_of_run(client, name:str, run_id:str):
     except MlflowException: return None
     return max(found, key=lambda v: int(v.version)) if found else None
 
+def _attach_metrics(client, run, model_id:str|None):
+    "Link the run's metrics to its logged model (MLflow 3 model metrics), those not linked yet, without adding to the run's history."
+    if run is None or model_id is None: return
+    from mlflow.entities import Metric
+    linked = {m.key for m in client.get_logged_model(model_id).metrics or []}
+    latest = [client.get_metric_history(run.info.run_id, k)[-1] for k in run.data.metrics if k not in linked]
+    if latest: client.log_batch(run.info.run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id,
+                                                                 run_id=run.info.run_id) for m in latest])
+
 def _describe(metrics:dict, evaluation:str|None, run_id:str|None)->str:
     scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())) or "no metrics"
     return f"{scores} on evaluation data {evaluation or 'unrecorded'}" + (f" (run {run_id})" if run_id else "")
 
+# %% ../nbs/02_registry.ipynb #1b073bb7
 def register(
-    run_or_model_uri:str, # a run id (its `model` artifact) or a model URI
+    run_or_model_uri:str, # a run id, runs:/<id>/<path>, models:/m-... (what log_model returns) or another model URI
     name:str, # registered model name
-    metrics:dict|None=None, # metrics to record (default: the run's metrics)
+    metrics:dict|None=None, # metrics to record (default: all the source run's metrics)
     description:str|None=None, # text for the version (default: its scores and origin)
     evaluation:str|None=None, # id of the evaluation data (default: the run's evaluation input fingerprint)
+    goals:dict|None=None, # {metric: "min"/"max"} for metrics whose direction is not recorded or known
 ): # the new `mlflow.entities.model_registry.ModelVersion`
-    "Register a model as a new version of `name`, with its metrics and origin mapped onto the version."
+    "Register a model as a new version of `name`, with its metrics, their directions and its origin mapped onto the version."
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlops_nb.tracking import flush_open
     client = _client()
-    uri, run_id = _model_uri(client, run_or_model_uri)
+    uri, run_id, model_id = model_source(run_or_model_uri, client)
     if run_id and (known := _version_of_run(client, name, run_id)): return known
+    if run_id: flush_open(run_id)                 # registered inside its own track block: write what is pending first
     run = client.get_run(run_id) if run_id else None
     metrics = dict(run.data.metrics if run and metrics is None else metrics or {})
     evaluation = evaluation or (_evaluation_digest(run) if run else None)
-    try: mv = mlflow.register_model(uri, name, tags=_version_tags(run, metrics, evaluation))
+    tags = _version_tags(run, metrics, evaluation, _known_goals(run, metrics, check_goals(goals, "register(goals=...)")))
+    try: mv = mlflow.register_model(uri, name, tags=tags)
     except MlflowException as e:
         if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code) or "not found" in str(e).lower():
             raise MlopsNbError(f"no model at {uri}: log one with run.log_model(model, X) (artifact name 'model')") from None
         raise _no_registry(client, e) if "registry" in str(e).lower() else e
+    _attach_metrics(client, run, model_id)
     return client.update_model_version(name, mv.version, description or _describe(metrics, evaluation, run_id))
 
 # %% ../nbs/02_registry.ipynb #258756e4
@@ -135,20 +183,7 @@ def versions(
 
 # %% ../nbs/02_registry.ipynb #087519ae
 _HISTORY = "mlops_nb.history."
-_MAXIMIZE = {"r2", "accuracy", "f1", "auc", "roc_auc", "precision", "recall"}
-
-def _metric_fns()->dict:
-    "Metrics `promote` can compute on evaluation data."
-    import numpy as np
-    from sklearn import metrics as m
-    return {"rmse": lambda y, p: float(np.sqrt(m.mean_squared_error(y, p))), "mae": m.mean_absolute_error,
-            "mse": m.mean_squared_error, "r2": m.r2_score, "accuracy": m.accuracy_score,
-            "f1": lambda y, p: m.f1_score(y, p, average="weighted")}
-
-def _mode(metric:str, mode:str|None)->str:
-    mode = mode or ("max" if metric in _MAXIMIZE else "min")
-    if mode not in ("min", "max"): raise MlopsNbError(f"mode must be 'min' or 'max', got {mode!r}")
-    return mode
+PRIMARY_METRIC_TAG = "mlops_nb.metric"  # on a registered model: the metric that decides its promotions (register_best)
 
 def _record(client, name:str, **event):
     "Append one event to the model's alias history."
@@ -165,7 +200,7 @@ def _alias_version(client, name:str, alias:str)->int|None:
 def _registered_score(mv, metric:str)->float:
     if f"metric.{metric}" not in mv.tags:
         have = sorted(k.removeprefix("metric.") for k in mv.tags if k.startswith("metric."))
-        raise MlopsNbError(f"version {mv.version} has no metric {metric!r} (it has: {', '.join(have) or 'none'}): "
+        raise MlopsNbError(f"version {mv.version} has no metric {metric!r}{did_you_mean(metric, have)} (it has: {', '.join(have) or 'none'}): "
                            "register it with that metric, or pass evaluation_data to score both models")
     return float(mv.tags[f"metric.{metric}"])
 
@@ -183,31 +218,50 @@ def _split_evaluation(evaluation_data)->tuple:
         raise MlopsNbError("evaluation_data must be (X, y) or (DataFrame, target column name)")
     X, y = evaluation_data
     if isinstance(y, str):
-        if y not in X: raise MlopsNbError(f"evaluation_data has no target column {y!r}")
+        if y not in X: raise MlopsNbError(f"evaluation_data has no target column {y!r}{did_you_mean(y, X.columns)}")
         return X.drop(columns=[y]), X[y]
     return X, y
 
 def _scored_now(name:str, candidate, champion, metric:str, evaluation_data)->tuple[float, float, str]:
-    "Both models loaded and scored on the same evaluation data."
+    "Both models loaded and scored on the same evaluation data, with scikit-learn's scorer for `metric`."
     import mlflow.pyfunc
-    fns = _metric_fns()
-    if metric not in fns: raise MlopsNbError(f"cannot compute metric {metric!r}; computable: {', '.join(fns)}")
+    from mlops_nb.metrics import score
     X, y = _split_evaluation(evaluation_data)
-    score = lambda mv: float(fns[metric](y, mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}").predict(X)))
-    return score(candidate), score(champion), f"scored on {len(X)} rows"
+    scored = lambda mv: score(metric, mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}"), X, y)
+    return scored(candidate), scored(champion), f"scored on {len(X)} rows"
 
 # %% ../nbs/02_registry.ipynb #586001a9
-def _better(candidate:float, champion:float, mode:str, min_delta:float)->bool:
-    "Strictly better by more than `min_delta`."
-    return candidate < champion - min_delta if mode == "min" else candidate > champion + min_delta
+def _goal_for(client, name:str, metric:str, mode:str|None, *mvs)->str:
+    "The direction of `metric` for a promotion: the caller's mode, what the versions and the model record, the project, scikit-learn."
+    tags = {f"version {mv.version}": mv.tags for mv in mvs} | {f"model {name!r}": client.get_registered_model(name).tags}
+    return goal(metric, mode, tags)
+
+def _gate(client, name, candidate, current:int, metric:str, mode:str|None, min_delta:float, evaluation_data)->dict:
+    "Compare candidate and current holder; the verdict as history fields."
+    import math
+    holder = _version(client, name, current)
+    direction = _goal_for(client, name, metric, mode, candidate, holder)
+    scores = (_scored_now(name, candidate, holder, metric, evaluation_data) if evaluation_data is not None
+              else _registered_scores(candidate, holder, metric))
+    finite = all(math.isfinite(s) for s in scores[:2])   # a NaN or infinite score decides nothing
+    ok = finite and better(scores[0], scores[1], direction, min_delta)
+    return {"action": "promote" if ok else "refused", "metric": metric, "mode": direction, "min_delta": min_delta,
+            "candidate": scores[0], "champion": scores[1], "on": scores[2] + ("" if finite else "; a score is not a finite number")}
+
+# %% ../nbs/02_registry.ipynb #317e6f28
+def _check_margin(min_delta)->float:
+    import math
+    if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not math.isfinite(min_delta) or min_delta < 0:
+        raise MlopsNbError(f"min_delta must be a finite number >= 0, got {min_delta!r}: a negative margin would let a worse model in")
+    return float(min_delta)
 
 def promote(
     name:str, # registered model name
     version, # the candidate version
     alias:str="champion", # the alias to move
     metric:str|None=None, # the metric to compare (default: the model's primary metric, set by register_best)
-    mode:str|None=None, # "min" or "max" (default: max for r2/accuracy/f1/..., else min)
-    min_delta:float=0.0, # the candidate must be better by more than this
+    mode:str|None=None, # "min" or "max" (default: the metric's recorded, declared or known direction; must agree with them)
+    min_delta:float=0.0, # the candidate must be better by more than this (>= 0)
     evaluation_data=None, # (X, y) or (DataFrame, target column): score both models on it now
     force:bool=False, # skip the gate; recorded as forced
     reason:str="", # why, for the history
@@ -215,32 +269,26 @@ def promote(
     "Move `alias` to `version` if it beats the current holder; raise PromotionRefused otherwise."
     client = _client()
     candidate = _version(client, name, version)
-    metric = metric or client.get_registered_model(name).tags.get("mlops_nb.metric")
+    min_delta = _check_margin(min_delta)
+    metric = metric or client.get_registered_model(name).tags.get(PRIMARY_METRIC_TAG)
+    if metric and mode is not None: _goal_for(client, name, metric, mode, candidate)   # a contradicting mode is refused up front
     with store_lock(client.tracking_uri, "registry"):
         current = _alias_version(client, name, alias)
         event = {"action": "promote", "alias": alias, "from": current, "to": int(candidate.version), "reason": reason}
         if current == event["to"]: return event | {"action": "unchanged"}
         if current is not None and not force:
             if not metric: raise MlopsNbError(f"which metric decides? pass metric=... (model {name!r} has no primary metric)")
-            event |= _gate(client, name, candidate, current, metric, _mode(metric, mode), min_delta, evaluation_data)
+            event |= _gate(client, name, candidate, current, metric, mode, min_delta, evaluation_data)
             if event["action"] == "refused":
                 _record(client, name, **event)
                 raise PromotionRefused(f"version {candidate.version} not promoted to {alias!r}: {metric} {event['candidate']:.6g} "
-                                       f"vs {event['champion']:.6g} for version {current} ({event['mode']}, min_delta {min_delta})",
+                                       f"vs {event['champion']:.6g} for version {current} (better: {'lower' if event['mode'] == 'min' else 'higher'}, "
+                                       f"min_delta {min_delta:g}{'; a score is not a finite number' if 'finite' in event['on'] else ''})",
                                        event["candidate"], event["champion"])
         elif force and current is not None: event["action"] = "forced"
         client.set_registered_model_alias(name, alias, candidate.version)
         _record(client, name, **event)
     return event
-
-def _gate(client, name, candidate, current:str, metric:str, mode:str, min_delta:float, evaluation_data)->dict:
-    "Compare candidate and current holder; the verdict as history fields."
-    holder = _version(client, name, current)
-    scores = (_scored_now(name, candidate, holder, metric, evaluation_data) if evaluation_data is not None
-              else _registered_scores(candidate, holder, metric))
-    ok = _better(scores[0], scores[1], mode, min_delta)
-    return {"action": "promote" if ok else "refused", "metric": metric, "mode": mode, "min_delta": min_delta,
-            "candidate": scores[0], "champion": scores[1], "on": scores[2]}
 
 # %% ../nbs/02_registry.ipynb #0932885b
 def history(
@@ -311,15 +359,16 @@ def register_best(
     experiment:str, # experiment name
     metric:str, # the metric that picks the best run (and decides promotions later)
     name:str, # registered model name
-    mode:str="min", # "min" or "max"
+    mode:str|None=None, # "min" or "max" (default: the metric's recorded or known direction)
     filter:str|None=None, # an extra MLflow search filter
 ): # the new ModelVersion
-    "Register the best finished run of `experiment` by `metric`."
-    from mlops_nb.tracking import best_run
-    mv = register(best_run(experiment, metric, mode, filter).info.run_id, name)
+    "Register the best finished run of `experiment` by `metric`; the metric and its direction decide later promotions."
+    from mlops_nb.tracking import best_run, experiment_goal
+    direction = experiment_goal(experiment, metric, mode)
+    mv = register(best_run(experiment, metric, direction, filter).info.run_id, name, goals={metric: direction})
     client = _client()
-    client.set_registered_model_tag(name, "mlops_nb.metric", metric)
-    client.set_registered_model_tag(name, "mlops_nb.mode", mode)
+    client.set_registered_model_tag(name, PRIMARY_METRIC_TAG, metric)
+    client.set_registered_model_tag(name, GOAL_TAG + metric, direction)
     return mv
 
 # %% ../nbs/02_registry.ipynb #0dac2998

@@ -6,13 +6,16 @@
 from __future__ import annotations
 import ast, contextlib, hashlib, json, numbers, os, subprocess, sys, time, traceback, uuid
 from pathlib import Path
-from .config import MlopsNbError, artifact_root, project_root, refresh_stats, use_store
+from .config import MlopsNbError, artifact_root, did_you_mean, project_root, refresh_stats, use_store
+from .metrics import GOAL_TAG, GoalError, check_goals, goal, goal_tags
 
 # %% auto #0
 __all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'TAG_NOTEBOOK', 'TAG_EXECUTION', 'ENV_STEP_PARAMS', 'EVALUATION_NAMES',
-           'ENV_STEP_RUN', 'NATIVE_KERNEL', 'notebook_path', 'papermill_parameters', 'git_tags', 'fingerprint',
-           'default_experiment', 'experiment_id', 'Tracker', 'track', 'active_tracker', 'kernel_manager_class',
-           'attach_notebook', 'MlopsNbEngine', 'best_run', 'best_params', 'runs', 'plot_runs']
+           'ENV_STEP_RUN', 'NATIVE_KERNEL', 'TAG_PIPELINE', 'TAG_STEP', 'RUN_KINDS', 'notebook_path',
+           'papermill_parameters', 'git_tags', 'fingerprint', 'default_experiment', 'experiment_id', 'declare_goals',
+           'Tracker', 'track', 'active_tracker', 'flush_open', 'declared_parameters', 'check_parameters',
+           'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine', 'experiment_goal', 'best_run', 'best_params',
+           'runs', 'plot_runs', 'run_kind', 'run_table']
 
 # %% ../nbs/01_tracking.ipynb #ebb6bad5
 ENV_NOTEBOOK = "MLOPS_NB_NOTEBOOK"    # the notebook a papermill kernel executes (set by the `mlops_nb` engine)
@@ -92,10 +95,9 @@ def default_experiment()->str:
 
 def _unknown_experiment(client, name:str)->MlopsNbError:
     "The error for a missing experiment, naming the close matches."
-    import difflib
     known = [e.name for e in client.search_experiments(max_results=1000)]
-    close = difflib.get_close_matches(name, known, n=3) or known[:10]
-    return MlopsNbError(f"no experiment named {name!r} in {client.tracking_uri}; experiments there: {', '.join(close) or 'none'}")
+    return MlopsNbError(f"no experiment named {name!r} in {client.tracking_uri}{did_you_mean(name, known)} "
+                        f"(experiments there: {', '.join(known[:10]) or 'none'})")
 
 _EXPERIMENTS: dict[tuple[str, str], str] = {}  # (store, name) -> id, so a sweep asks once per process
 
@@ -104,8 +106,8 @@ def experiment_id(
     create:bool=False, # create it when missing (else raise)
     root:str|Path|None=None, # the project whose store to use (default: `project_root()`)
 )->str: # its MLflow id
-    "The id of experiment `name` in the project's store."
-    uri = use_store(root)
+    "The id of experiment `name` in the project's store (a read never creates the store)."
+    uri = use_store(root, create=create)
     if (uri, name) not in _EXPERIMENTS: _EXPERIMENTS[uri, name] = _find_experiment(uri, name, create)
     return _EXPERIMENTS[uri, name]
 
@@ -145,16 +147,34 @@ def _param_value(key:str, value)->str:
 
 def _merge(d:dict|None, kw:dict)->dict: return {**(d or {}), **kw}
 
+# %% ../nbs/01_tracking.ipynb #64e939f5
+def declare_goals(
+    exp_id:str, # an experiment id in the current store
+    goals:dict, # {metric: "min" or "max"}, checked with `check_goals`
+):
+    "Record metric directions on an experiment; refuse one that contradicts what it already records."
+    if not goals: return
+    from mlflow import MlflowClient
+    client = MlflowClient()
+    exp = client.get_experiment(exp_id)
+    for metric, mode in goals.items():
+        recorded = exp.tags.get(GOAL_TAG + metric)
+        if recorded and recorded != mode:
+            raise GoalError(f"experiment {exp.name!r} records {metric!r} as {recorded!r} (better {'higher' if recorded == 'max' else 'lower'}); "
+                            f"it cannot be declared {mode!r} here: use another metric name or experiment")
+        if not recorded: client.set_experiment_tag(exp_id, GOAL_TAG + metric, mode)
+
 # %% ../nbs/01_tracking.ipynb #fc55cb9a
 class Tracker(contextlib.ContextDecorator):
     "One MLflow run: log params, metrics, tags, models, figures and tables; use as context manager or decorator."
     def __init__(self, experiment:str|None=None, run_name:str|None=None, params:dict|None=None,
-                 tags:dict|None=None, log_notebook:bool=True, inputs:dict|None=None):
+                 tags:dict|None=None, log_notebook:bool=True, inputs:dict|None=None, goals:dict|None=None):
         self.experiment, self.run_name, self.log_notebook = experiment, run_name, log_notebook
+        self.goals = check_goals(goals, "track(goals=...)")
         self._initial = (params or {}, tags or {}, inputs or {})
         self.run_id = None
 
-    def _recreate_cm(self): return type(self)(self.experiment, self.run_name, *self._initial[:2], self.log_notebook, self._initial[2])
+    def _recreate_cm(self): return type(self)(self.experiment, self.run_name, *self._initial[:2], self.log_notebook, self._initial[2], self.goals)
 
     def __enter__(self)->Tracker:
         import mlflow
@@ -162,17 +182,19 @@ class Tracker(contextlib.ContextDecorator):
         self._params, self._pending, self._last_flush = {}, {"metrics": [], "params": [], "tags": []}, time.monotonic()
         self.notebook = notebook_path()
         self.experiment = self.experiment or default_experiment()
+        exp_id = experiment_id(self.experiment, create=True)
+        declare_goals(exp_id, self.goals)
         step_run = _step_run_to_join()
         if step_run: run = mlflow.start_run(run_id=step_run)   # the runner logged the step's params already
         else:
             parent = {"mlflow.parentRunId": os.environ[ENV_STEP_RUN]} if os.environ.get(ENV_STEP_RUN) and not mlflow.active_run() else {}
-            run = mlflow.start_run(experiment_id=experiment_id(self.experiment, create=True), run_name=self.run_name,
+            run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
                                    tags=self._context_tags() | parent, nested=mlflow.active_run() is not None)
             params = papermill_parameters() | params
         self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
         _open.append(self)
         self.log_params(params)
-        self.set_tags(tags)
+        self.set_tags(goal_tags(self.goals) | tags)
         for name, df in inputs.items(): self.log_input(df, name, "evaluation" if name in EVALUATION_NAMES else "training")
         return self
 
@@ -262,14 +284,23 @@ def track(
     tags:dict|None=None, # tags to set at the start
     log_notebook:bool=True, # attach the notebook file to the run at the end
     inputs:dict|None=None, # name -> DataFrame: fingerprinted MLflow inputs ("valid", "test", ... as evaluation data)
+    goals:dict|None=None, # {metric: "min" or "max"} for metrics scikit-learn does not know, recorded on run and experiment
 )->Tracker:
     "Track one MLflow run: `with track(...) as run:` or `@track(...)`."
-    return Tracker(experiment, run_name, params, tags, log_notebook, inputs)
+    return Tracker(experiment, run_name, params, tags, log_notebook, inputs, goals)
 
 def active_tracker()->Tracker:
     "The innermost open `track` block."
     if not _open: raise MlopsNbError("no track block is open: use `with track(...) as run:` or decorate with @track(...)")
     return _open[-1]
+
+# %% ../nbs/01_tracking.ipynb #0625e9f8
+def flush_open(
+    run_id:str|None=None, # only the tracker of this run (default: every open tracker)
+):
+    "Write the pending params, metrics and tags of open `track` blocks."
+    for t in _open:
+        if run_id is None or t.run_id == run_id: t.flush()
 
 # %% ../nbs/01_tracking.ipynb #5e1154ff
 def _log_model(self, model, X, name:str="model", **kwargs):
@@ -308,6 +339,51 @@ def _log_input(self, df, name:str, context:str="training")->Tracker:
     return self.set_tags({f"mlops_nb.data.{name}": digest})
 
 Tracker.log_model, Tracker.log_figure, Tracker.log_table, Tracker.log_input = _log_model, _log_figure, _log_table, _log_input
+
+# %% ../nbs/01_tracking.ipynb #f7618558
+def _typed(text:str):
+    "A param string back as the Python value it was written from, where that is a literal."
+    try: return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError): return text
+
+def declared_parameters(
+    nb, # a notebook (nbformat node) of a Python kernel
+    kernel_name:str|None=None, # the kernel it runs on (default: the notebook's)
+)->dict|None: # name -> default (None when not a literal); None when the notebook has no `parameters` cell
+    "The parameters a notebook declares in its `parameters` cell, read by papermill's parser."
+    from papermill.inspection import _infer_parameters
+    from papermill.utils import find_first_tagged_cell_index
+    if find_first_tagged_cell_index(nb, "parameters") < 0: return None
+    def literal(text):
+        try: return ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError): return None
+    return {p.name: literal(p.default) for p in _infer_parameters(nb, kernel_name)}
+
+# %% ../nbs/01_tracking.ipynb #a3dcfe8e
+def _fits(value, default)->bool:
+    "Does `value` fit a parameter declared with `default`?"
+    if default is None or value is None: return True
+    if isinstance(default, bool) or isinstance(value, bool): return type(default) is type(value)
+    if isinstance(default, float): return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+def check_parameters(
+    declared:dict|None, # what the notebook declares (`declared_parameters`)
+    given:dict, # name -> value to inject
+    where:str, # the notebook, as the message should name it
+):
+    "Refuse parameters the notebook does not declare (naming the nearest) or whose type does not fit the default."
+    if declared is None:
+        if given: raise MlopsNbError(f"{where} has no cell tagged 'parameters', so {', '.join(map(repr, given))} would be injected "
+                                     "blindly: tag the cell that assigns the defaults with 'parameters'")
+        return
+    for name, value in given.items():
+        if name not in declared:
+            raise MlopsNbError(f"{where} declares no parameter {name!r}{did_you_mean(name, declared)} "
+                               f"(its parameters cell declares: {', '.join(declared) or 'nothing'})")
+        if not _fits(value, declared[name]):
+            raise MlopsNbError(f"{where}: parameter {name!r} = {value!r} is a {type(value).__name__}, but the notebook "
+                               f"declares {name} = {declared[name]!r} ({type(declared[name]).__name__})")
 
 # %% ../nbs/01_tracking.ipynb #8b6b0de9
 NATIVE_KERNEL = "python3"  # this name means: the interpreter running mlops_nb, whatever kernelspecs say
@@ -375,6 +451,8 @@ class MlopsNbEngine:
         import shutil, tempfile
         from papermill.engines import NBClientEngine
         execution, notebook = uuid.uuid4().hex, _absolute_input(kwargs.get("input_path") or "")
+        if cls.nb_language(nb) == "python":  # papermill can read the parameters cell of Python notebooks only
+            check_parameters(declared_parameters(nb, kernel_name), nb.metadata.get("papermill", {}).get("parameters") or {}, notebook or "the notebook")
         context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}") | {TAG_EXECUTION: execution}
         env = {ENV_EXECUTION: execution, ENV_NOTEBOOK: notebook, "MLFLOW_RUN_CONTEXT": json.dumps(context), **(kernel_env or {})}
         sockets = tempfile.mkdtemp(prefix="mlops_nb-", dir="/tmp" if os.path.isdir("/tmp") else None)
@@ -394,40 +472,48 @@ class MlopsNbEngine:
         return NBClientEngine.nb_language(nb, language)
 
 # %% ../nbs/01_tracking.ipynb #dc498f64
-def _check_mode(mode:str)->str:
-    if mode not in ("min", "max"): raise MlopsNbError(f"mode must be 'min' or 'max', got {mode!r}")
-    return "ASC" if mode == "min" else "DESC"
-
 def _known_metrics(client, exp_id:str)->list[str]:
     return sorted({k for r in client.search_runs([exp_id], max_results=100) for k in r.data.metrics})
+
+def experiment_goal(
+    experiment:str, # experiment name
+    metric:str, # the metric
+    mode:str|None=None, # what the caller says, checked against what is recorded and known
+)->str: # "min" or "max"
+    "Which way is better for `metric` in `experiment`: the caller's mode, the experiment's goals, the project's, scikit-learn's."
+    from mlflow import MlflowClient
+    tags = MlflowClient().get_experiment(experiment_id(experiment)).tags
+    return goal(metric, mode, {f"experiment {experiment!r}": tags})
+
+def _no_metric(client, exp_id:str, experiment:str, metric:str, filter:str|None)->MlopsNbError:
+    known = _known_metrics(client, exp_id)
+    return MlopsNbError(f"no finished run of experiment {experiment!r} has metric {metric!r}"
+                        f"{' matching ' + repr(filter) if filter else ''}{did_you_mean(metric, known)} "
+                        f"(metrics logged there: {', '.join(known) or 'none'})")
 
 def best_run(
     experiment:str, # experiment name
     metric:str, # the metric to rank by
-    mode:str="min", # "min" or "max"
+    mode:str|None=None, # "min" or "max" (default: the metric's recorded or known direction)
     filter:str|None=None, # an extra MLflow search filter, e.g. "params.family = 'ridge'"
 ): # the best finished `mlflow.entities.Run`
     "The finished run of `experiment` with the best `metric`, found with one ordered query."
     from mlflow import MlflowClient
-    order, exp_id, client = _check_mode(mode), experiment_id(experiment), MlflowClient()
+    exp_id, client = experiment_id(experiment), MlflowClient()
+    try: order = "ASC" if experiment_goal(experiment, metric, mode) == "min" else "DESC"
+    except GoalError:   # a typo in the metric's name is the likelier mistake: say that first
+        if metric not in _known_metrics(client, exp_id): raise _no_metric(client, exp_id, experiment, metric, filter) from None
+        raise
     refresh_stats(client.tracking_uri)
     where = " and ".join(f for f in ("attributes.status = 'FINISHED'", filter) if f)
     found = client.search_runs([exp_id], filter_string=where, order_by=[f"metrics.`{metric}` {order}"], max_results=1)
-    if not found or metric not in found[0].data.metrics:
-        known = _known_metrics(client, exp_id)
-        raise MlopsNbError(f"no finished run of experiment {experiment!r} has metric {metric!r}"
-                           f"{' matching ' + repr(filter) if filter else ''}; metrics logged there: {', '.join(known) or 'none'}")
+    if not found or metric not in found[0].data.metrics: raise _no_metric(client, exp_id, experiment, metric, filter)
     return found[0]
-
-def _typed(text:str):
-    "A param string back as the Python value it was written from, where that is a literal."
-    try: return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError): return text
 
 def best_params(
     experiment:str, # experiment name
     metric:str, # the metric to rank by
-    mode:str="min", # "min" or "max"
+    mode:str|None=None, # "min" or "max" (default: the metric's recorded or known direction)
     filter:str|None=None, # an extra MLflow search filter
 )->dict: # the best run's params, typed
     "The params of the best run, as Python values."
@@ -447,7 +533,7 @@ def plot_runs(
     experiment:str, # experiment name
     metric:str, # y axis
     param:str, # x axis
-    mode:str="min", # which end of the metric is best
+    mode:str|None=None, # which end of the metric is best (default: its recorded or known direction)
     ax=None, # a matplotlib Axes to draw on
 ): # the matplotlib Figure
     "A metric against a param over an experiment's finished runs, best run marked."
@@ -461,9 +547,47 @@ def plot_runs(
     if not numeric: x = x.astype(str)
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     ax.scatter(x, y, alpha=0.7, label="runs")
-    best = y.idxmin() if _check_mode(mode) == "ASC" else y.idxmax()
+    best = y.idxmin() if experiment_goal(experiment, metric, mode) == "min" else y.idxmax()
     ax.scatter([x[best]], [y[best]], s=120, marker="*", color="red", label=f"best: {param}={x[best]}, {metric}={y[best]:.4g}")
     if numeric and x.min() > 0 and x.max() / x.min() >= 100: ax.set_xscale("log")
     ax.set(xlabel=param, ylabel=metric, title=f"{experiment}: {metric} by {param}")
     ax.legend()
     return ax.figure
+
+# %% ../nbs/01_tracking.ipynb #e2a0c63f
+TAG_PIPELINE, TAG_STEP = "mlops_nb.pipeline", "mlops_nb.step"  # set by the pipeline runner on its runs
+RUN_KINDS = ("run", "pipeline", "step", "monitoring", "retraining")
+
+def run_kind(
+    tags:dict, # a run's tags
+)->str: # one of RUN_KINDS
+    "What made a run: a pipeline, one of its steps, the monitor, the retraining loop, or anything else."
+    from mlops_nb.config import KIND_TAG
+    if tags.get(KIND_TAG) in RUN_KINDS: return tags[KIND_TAG]
+    if TAG_STEP in tags: return "step"
+    return "pipeline" if TAG_PIPELINE in tags else "run"
+
+# %% ../nbs/01_tracking.ipynb #21c42cf2
+def run_table(
+    experiment:str, # experiment name
+    columns:list[str]|None=None, # params and metrics to show (default: all that the listed runs have)
+    kind:str|None=None, # only runs of this kind (see RUN_KINDS)
+    limit:int=50, # at most this many runs, newest first
+): # a pandas DataFrame: run, status, started, then params and metrics
+    "The runs of `experiment` as people compare them: names, status, params and metrics."
+    if kind is not None and kind not in RUN_KINDS: raise MlopsNbError(f"unknown run kind {kind!r}{did_you_mean(kind, RUN_KINDS)} (kinds: {', '.join(RUN_KINDS)})")
+    df = runs(experiment, max_results=limit if kind is None else 100_000)
+    if df.empty: return df
+    tags = df[[c for c in df.columns if c.startswith("tags.")]].rename(columns=lambda c: c[5:])
+    if kind is not None: df = df[[run_kind({k: v for k, v in t.items() if isinstance(v, str)}) == kind for t in tags.to_dict("records")]].head(limit)
+    values = df[[c for c in df.columns if c.startswith(("params.", "metrics."))]].dropna(axis=1, how="all")
+    short = {c: c.split(".", 1)[1] for c in values.columns}
+    twice = {s for s in short.values() if list(short.values()).count(s) > 1}
+    values = values.rename(columns={c: s if s not in twice else c for c, s in short.items()})
+    if columns:
+        for c in columns:
+            if c not in values: raise MlopsNbError(f"no run listed has a param or metric {c!r}{did_you_mean(c, values.columns)} (they have: {', '.join(values.columns)})")
+        values = values[list(columns)]
+    head = {"run": df["tags.mlflow.runName"] if "tags.mlflow.runName" in df else df.run_id.str[:8], "status": df.status,
+            "started": df.start_time.dt.strftime("%Y-%m-%d %H:%M")}
+    return values.assign(**head)[[*head, *values.columns]].reset_index(drop=True)
