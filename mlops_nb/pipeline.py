@@ -4,15 +4,15 @@
 
 # %% ../nbs/03_pipeline.ipynb #226268b4
 from __future__ import annotations
-import ast, difflib, graphlib, hashlib, itertools, json, os, re, shutil, time, uuid
+import ast, graphlib, hashlib, itertools, json, os, re, shutil, time, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from .config import MlopsNbError
+from .config import MlopsNbError, did_you_mean
 
 # %% auto #0
-__all__ = ['PIPELINE_KEYS', 'STEP_KEYS', 'PipelineError', 'PipelineFailed', 'Step', 'Pipeline', 'parse_param', 'load_pipeline',
-           'notebook_parameters', 'validate', 'Task', 'source_hash', 'file_hash', 'Outcome', 'execute_task',
-           'LocalExecutor', 'StepResult', 'PipelineResult', 'run_pipeline', 'plan', 'grid_table']
+__all__ = ['PIPELINE_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'PipelineFailed', 'Step', 'Pipeline', 'parse_param',
+           'load_pipeline', 'notebook_parameters', 'validate', 'Task', 'source_hash', 'file_hash', 'Outcome',
+           'execute_task', 'LocalExecutor', 'StepResult', 'PipelineResult', 'run_pipeline', 'plan', 'grid_table']
 
 # %% ../nbs/03_pipeline.ipynb #f281b980
 class PipelineError(MlopsNbError):
@@ -52,16 +52,17 @@ class Pipeline:
         "The step called `name`."
         for s in self.steps:
             if s.name == name: return s
-        raise PipelineError(f"no step {name!r} in pipeline {self.name!r}{_close(name, [s.name for s in self.steps])}")
+        raise PipelineError(f"no step {name!r} in pipeline {self.name!r}{did_you_mean(name, [s.name for s in self.steps])}")
 
-def _close(word:str, options)->str:
-    "'; did you mean ...?' for the nearest options, else ''."
-    near = difflib.get_close_matches(str(word), list(map(str, options)), n=3)
-    return f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+def _check_name(name, what:str)->str:
+    "A pipeline or step name: it becomes part of file paths, so it must not lead out of the project."
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise PipelineError(f"{what} {name!r} is not a usable name: use letters, digits, '-', '_' or '.', without '/'")
+    return name
 
 def _check_keys(found:dict, allowed, where:str):
     for key in found:
-        if key not in allowed: raise PipelineError(f"unknown key {key!r} in {where}{_close(key, allowed)} (allowed: {', '.join(allowed)})")
+        if key not in allowed: raise PipelineError(f"unknown key {key!r} in {where}{did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})")
 
 # %% ../nbs/03_pipeline.ipynb #9b0e55e6
 def parse_param(
@@ -98,12 +99,13 @@ def load_pipeline(
             raise PipelineError(f"{path}: step {i + 1} needs at least 'name' and 'notebook'")
         _check_keys(s, STEP_KEYS, f"step {s['name']!r} of {path}")
         steps.append(Step(**s))
-    pipeline = Pipeline(spec.get("name") or path.parent.name, steps, dict(spec.get("params") or {}),
-                        spec.get("experiment"), path.parent.resolve())
+        _check_name(s["name"], f"{path}: step")
+    pipeline = Pipeline(_check_name(spec.get("name") or path.parent.name, f"{path}: pipeline name"), steps,
+                        dict(spec.get("params") or {}), spec.get("experiment"), path.parent.resolve())
     overrides = (_read_yaml(Path(params_file), "params file") if params_file else {}) | (params or {})
     for key in overrides:
         if key not in pipeline.params:
-            raise PipelineError(f"pipeline {pipeline.name!r} has no parameter {key!r}{_close(key, pipeline.params)} "
+            raise PipelineError(f"pipeline {pipeline.name!r} has no parameter {key!r}{did_you_mean(key, pipeline.params)} "
                                 f"(parameters: {', '.join(pipeline.params) or 'none'})")
     pipeline.params |= overrides
     return pipeline
@@ -117,37 +119,27 @@ def _resolve(value, params:dict, where:str):
     if isinstance(value, list): return [_resolve(v, params, where) for v in value]
     if not isinstance(value, str): return value
     for name in _REF.findall(value):
-        if name not in params: raise PipelineError(f"{where} refers to ${{{name}}}, which is no pipeline parameter{_close(name, params)}")
+        if name not in params: raise PipelineError(f"{where} refers to ${{{name}}}, which is no pipeline parameter{did_you_mean(name, params)}")
     lone = _REF.fullmatch(value)
     return params[lone[1]] if lone else _REF.sub(lambda m: str(params[m[1]]), value)
 
 def notebook_parameters(
     path:str|Path, # a notebook
-)->dict: # name -> default value (None when the default is not a literal)
+)->dict|None: # name -> default value (None when the default is not a literal); None without a parameters cell
     "The parameters a notebook declares in its `parameters` cell."
-    import papermill as pm
-    found = pm.inspect_notebook(str(path))
-    def literal(text):
-        try: return ast.literal_eval(text)
-        except (ValueError, SyntaxError): return None
-    return {name: literal(p["default"]) for name, p in found.items()}
-
-def _fits(value, default)->bool:
-    "Does `value` fit a parameter declared with `default`?"
-    if default is None or value is None: return True
-    if isinstance(default, bool) or isinstance(value, bool): return type(default) is type(value)
-    if isinstance(default, float): return isinstance(value, (int, float))
-    return isinstance(value, type(default))
+    import nbformat
+    from mlops_nb.tracking import declared_parameters
+    return declared_parameters(nbformat.read(str(path), as_version=4))
 
 # %% ../nbs/03_pipeline.ipynb #a1d39d12
 def _topological(pipeline:Pipeline)->list[Step]:
     "Steps in dependency order; refuses unknown needs and cycles."
-    names = [s.name for s in pipeline.steps]
+    names = [_check_name(s.name, "step") for s in pipeline.steps]
     twice = {n for n in names if names.count(n) > 1}
     if twice: raise PipelineError(f"step names must be unique: {', '.join(sorted(twice))} appear more than once")
     for s in pipeline.steps:
         for n in s.needs:
-            if n not in names: raise PipelineError(f"step {s.name!r} needs {n!r}, which is no step{_close(n, names)}")
+            if n not in names: raise PipelineError(f"step {s.name!r} needs {n!r}, which is no step{did_you_mean(n, names)}")
     try: order = list(graphlib.TopologicalSorter({s.name: s.needs for s in pipeline.steps}).static_order())
     except graphlib.CycleError as e: raise PipelineError(f"the steps depend on each other in a cycle: {' -> '.join(e.args[1])}") from None
     return [pipeline.step(n) for n in order]
@@ -160,17 +152,39 @@ def _upstream(pipeline:Pipeline, step:Step)->list[Step]:
         if name not in seen: seen[name] = pipeline.step(name); todo += seen[name].needs
     return list(seen.values())
 
+RESERVED = ("pipeline.yaml", "mlops_nb.toml", "mlflow.db", "mlartifacts", ".mlops_nb", "runs", ".git")  # never a product
+
+def _inside(root:Path, rel, what:str)->Path:
+    "`root/rel` as a path that stays inside the project (no `..`, no absolute path, not the project itself)."
+    path = Path(os.path.normpath(root/str(rel)))
+    if path == root or not path.is_relative_to(root):
+        raise PipelineError(f"{what} {rel!r} is outside the project {root}: products are paths inside the project, e.g. data/train.parquet")
+    if path.relative_to(root).parts[0] in RESERVED:
+        raise PipelineError(f"{what} {rel!r} would overwrite the project's own {path.relative_to(root).parts[0]}: choose another path")
+    return path
+
 def _products(pipeline:Pipeline)->dict:
-    "Absolute product path -> the step that writes it; refuses a product written twice."
-    owner = {}
+    "Product path -> the step that writes it; refuses a product outside the project, a step notebook or one written twice."
+    owner, notebooks = {}, {Path(os.path.normpath(pipeline.root/s.notebook)) for s in pipeline.steps}
     for s in pipeline.steps:
         for name, rel in _resolve(s.products, pipeline.params, f"products of {s.name!r}").items():
-            path = (pipeline.root/rel).resolve()
+            path = _inside(pipeline.root, rel, f"step {s.name!r}: product {name!r} =")
+            if path in notebooks: raise PipelineError(f"step {s.name!r}: product {name!r} = {rel!r} is a step's notebook: choose another path")
             if path in owner: raise PipelineError(f"steps {owner[path]!r} and {s.name!r} both write {rel}: give each product one writer")
             owner[path] = s.name
     return owner
 
 # %% ../nbs/03_pipeline.ipynb #b532ede7
+def _check_best(step:Step):
+    "A grid step's `best: {metric, mode}`: known keys, and a mode that agrees with the metric's known direction."
+    from mlops_nb.metrics import check_goals
+    if not step.best: return
+    _check_keys(step.best, ("metric", "mode"), f"the best block of step {step.name!r}")
+    if "metric" not in step.best: raise PipelineError(f"step {step.name!r}: best needs a metric, e.g. best: {{metric: rmse, mode: min}}")
+    if "mode" in step.best:
+        try: check_goals({step.best["metric"]: step.best["mode"]}, f"step {step.name!r}: best")
+        except MlopsNbError as e: raise PipelineError(str(e)) from None
+
 def _check_step(pipeline:Pipeline, step:Step)->dict:
     "Check one step against its notebook; return the notebook's declared parameters."
     nb = pipeline.root/step.notebook
@@ -181,16 +195,14 @@ def _check_step(pipeline:Pipeline, step:Step)->dict:
     given = _resolve(step.params, pipeline.params, f"step {step.name!r}") | {k: v[0] for k, v in step.grid.items() if v}
     for k, v in step.grid.items():
         if not isinstance(v, list) or not v: raise PipelineError(f"step {step.name!r}: grid {k!r} must be a non-empty list")
-    for name, value in given.items():
-        if name not in declared:
-            raise PipelineError(f"step {step.name!r}: notebook {step.notebook} declares no parameter {name!r}{_close(name, declared)} "
-                                f"(its parameters cell declares: {', '.join(declared) or 'nothing'})")
-        for v in step.grid.get(name, [value]):
-            if not _fits(v, declared[name]):
-                raise PipelineError(f"step {step.name!r}: parameter {name!r} = {v!r} is a {type(v).__name__}, but "
-                                    f"{step.notebook} declares {name} = {declared[name]!r} ({type(declared[name]).__name__})")
+    from mlops_nb.tracking import check_parameters
+    try:
+        for point in [given] + [{k: v} for k, values in step.grid.items() for v in values]:
+            check_parameters(declared, point, f"step {step.name!r}: notebook {step.notebook}")
+    except MlopsNbError as e: raise PipelineError(str(e)) from None
+    _check_best(step)
     for name in step.products:
-        if name not in declared: raise PipelineError(f"step {step.name!r}: product {name!r} must be a parameter of {step.notebook}, so the notebook knows where to write it")
+        if name not in (declared or {}): raise PipelineError(f"step {step.name!r}: product {name!r} must be a parameter of {step.notebook}, so the notebook knows where to write it")
     return declared
 
 def validate(
@@ -240,7 +252,7 @@ def file_hash(path:Path)->str|None:
 def _tasks(pipeline:Pipeline, step:Step, declared:dict, upstream:dict)->list[Task]:
     "The executions of `step`; `upstream` maps each needed step to its StepResult."
     base = _resolve(step.params, pipeline.params, f"step {step.name!r}")
-    products = {k: str((pipeline.root/v).resolve()) for k, v in _resolve(step.products, pipeline.params, step.name).items()}
+    products = {k: os.path.normpath(pipeline.root/v) for k, v in _resolve(step.products, pipeline.params, step.name).items()}
     inputs = {k: v for r in upstream.values() for k, v in r.products.items() if k in declared}
     if "upstream_runs" in declared: base["upstream_runs"] = {n: r.run_ids for n, r in upstream.items()}
     points = [dict(zip(step.grid, combo)) for combo in itertools.product(*step.grid.values())] if step.grid else [None]
@@ -309,12 +321,17 @@ def _write_atomically(path:Path, text:str):
 def _record_path(pipeline:Pipeline, task:Task)->Path:
     return pipeline.root/".mlops_nb"/"cache"/pipeline.name/f"{task.label}.json"
 
-def _cached(pipeline:Pipeline, task:Task)->dict|None:
-    "The task's record if its key matches and its products still hold what was recorded."
+def _read_record(pipeline:Pipeline, task:Task)->dict|None:
+    "The task's last cache record, if any (a damaged one counts as none)."
     path = _record_path(pipeline, task)
     if not path.is_file(): return None
-    record = json.loads(path.read_text())
-    if record.get("key") != task.key: return None
+    try: return json.loads(path.read_text())
+    except (ValueError, OSError): return None
+
+def _cached(pipeline:Pipeline, task:Task)->dict|None:
+    "The task's record if its key matches and its products still hold what was recorded."
+    record = _read_record(pipeline, task)
+    if record is None or record.get("key") != task.key: return None
     if any(file_hash(Path(p)) != h for p, h in record["products"].items()): return None
     return record
 
@@ -355,6 +372,18 @@ class PipelineResult:
                 for s, r in self.steps.items() for i, o in enumerate(r.outcomes)]
         return pd.DataFrame(rows)
 
+# %% ../nbs/03_pipeline.ipynb #7d9c03b0
+def _goals(pipeline:Pipeline)->dict:
+    "The directions declared by the steps' best blocks."
+    return {s.best["metric"]: s.best["mode"] for s in pipeline.steps if s.best.get("metric") and s.best.get("mode")}
+
+def _set_aside(pipeline:Pipeline, path:Path)->Path:
+    "Move a file or folder the runner did not create out of the way, into .mlops_nb/replaced/; where it went."
+    dest = pipeline.root/".mlops_nb"/"replaced"/f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"/path.relative_to(pipeline.root)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, dest)
+    return dest
+
 # %% ../nbs/03_pipeline.ipynb #4642da65
 _OK = ("ran", "cached")
 
@@ -364,7 +393,7 @@ class _Runner:
         import mlflow
         from tqdm.auto import tqdm
         from mlops_nb.config import use_store
-        from mlops_nb.tracking import experiment_id, git_tags
+        from mlops_nb.tracking import TAG_PIPELINE, declare_goals, experiment_id, git_tags
         self.p, self.declared, self.executor, self.force, self.kernel, self.folder = pipeline, declared, executor, force, kernel, folder
         self.uri = use_store(pipeline.root)
         self.client = mlflow.MlflowClient(self.uri)
@@ -373,9 +402,10 @@ class _Runner:
         if run_id: self.client.update_run(run_id, status="RUNNING")
         else:
             run_id = self.client.create_run(exp_id, run_name=f"{pipeline.name} {folder.name}", tags={
-                "mlops_nb.pipeline": pipeline.name, "mlops_nb.folder": str(folder)}).info.run_id
+                TAG_PIPELINE: pipeline.name, "mlops_nb.folder": str(folder)}).info.run_id
             self.client.log_batch(run_id, params=_params(pipeline.params))
         self.exp_id, self.result = exp_id, PipelineResult(pipeline.name, run_id, folder)
+        declare_goals(exp_id, _goals(pipeline))  # the best blocks' directions, for best_run and register_best later
         self.origin = {"mlops_nb.papermill": "true", **git_tags(pipeline.root)}  # every step run: how and from which commit
         total = sum(len(list(itertools.product(*s.grid.values()))) if s.grid else 1 for s in pipeline.steps)
         self.bar = tqdm(total=total, desc=pipeline.name, unit="task", disable=not progress)
@@ -383,7 +413,7 @@ class _Runner:
 
     def say(self, text:str): self.bar.write(text) if not self.bar.disable else None
 
-    def forced(self, step:str)->bool: return self.force is True or step in (self.force or ())
+    def forced(self, step:str)->bool: return self.force is True or step in self.force
 
     def start(self, step:Step):
         "Expand a step into tasks; record the cached ones, submit the others."
@@ -400,8 +430,9 @@ class _Runner:
 
     def submit(self, task:Task, i:int):
         "Create the task's MLflow run and hand the notebook to the executor."
-        tags = {"mlflow.parentRunId": self.result.run_id, "mlops_nb.pipeline": self.p.name, "mlops_nb.step": task.step,
-                "mlops_nb.notebook": str(task.notebook), **self.origin}
+        from mlops_nb.tracking import TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP
+        tags = {"mlflow.parentRunId": self.result.run_id, TAG_PIPELINE: self.p.name, TAG_STEP: task.step,
+                TAG_NOTEBOOK: str(task.notebook), **self.origin}
         if task.point is not None: tags["mlops_nb.point"] = str(task.point)
         run_id = self.client.create_run(self.exp_id, run_name=task.label, tags=tags).info.run_id
         self.client.log_batch(run_id, params=_params(task.params))
@@ -440,9 +471,13 @@ class _Runner:
         for name, tmp in temporary.items():
             if not Path(tmp).exists():
                 return Outcome("failed", outcome.seconds, f"the notebook did not write product {name!r} (to the path in parameter {name!r})", output=outcome.output)
+        ours = set(((_read_record(self.p, task) or {}).get("products") or {}))   # what this task placed before
         for name, tmp in temporary.items():
-            _remove(Path(task.products[name]))
-            os.replace(tmp, task.products[name])
+            path = Path(task.products[name])
+            if path.exists() or path.is_symlink():
+                if str(path) in ours: _remove(path)
+                else: self.say(f"  kept {path} (not written by this pipeline) as {_set_aside(self.p, path)}")
+            os.replace(tmp, path)
         return outcome
 
     def done(self, task:Task, i:int, outcome:Outcome):
@@ -505,15 +540,24 @@ def _resumable(pipeline:Pipeline)->Path:
         if _state(folder).get("status") in ("running", "failed"): return folder
     raise PipelineError(f"pipeline {pipeline.name!r} has no failed or interrupted run to resume in {base}")
 
-def _selection(pipeline:Pipeline, order:list, only, from_, force):
-    "The steps to consider and the set to force, from --only / --from / --force."
+def _forced(pipeline:Pipeline, force)->bool|set:
+    "--force as the runner needs it: True for every step, else the set of named steps (unknown names refused)."
+    if force is True: return True
+    names = {force} if isinstance(force, str) else set(force or ())
+    for n in names: pipeline.step(n)   # a typo fails here, naming the nearest step
+    return names
+
+def _selection(pipeline:Pipeline, order:list, only:str|None, from_:str|None, force)->tuple[list, bool|set]:
+    "The steps to consider and what to force, from --only / --from / --force."
+    force = _forced(pipeline, force)
+    if only and from_: raise PipelineError("--only and --from contradict each other: give one of them")
     if only:
         step = pipeline.step(only)
-        return [s for s in order if s in _upstream(pipeline, step) or s is step], {only} | set(force or ())
+        return [s for s in order if s in _upstream(pipeline, step) or s is step], force if force is True else {only} | force
     if from_:
         pipeline.step(from_)
         down = {from_} | {s.name for s in order if from_ in {u.name for u in _upstream(pipeline, s)}}
-        return order, down | (set(force) if isinstance(force, (set, list, tuple)) else set())
+        return order, force if force is True else down | force
     return order, force
 
 def run_pipeline(
@@ -560,15 +604,18 @@ def plan(
     pipeline:Pipeline|str|Path="pipeline.yaml", # a Pipeline, or the path of its YAML
     params:dict|None=None, # overrides of pipeline parameters
     force:bool|list=False, # as in run_pipeline
+    only:str|None=None, # as in run_pipeline
+    from_step:str|None=None, # as in run_pipeline
 ): # a pandas DataFrame: step, point, cached, params
     "The tasks a run would execute, in order, with their parameters and cache state."
     import pandas as pd
     p = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, params)
     declared, rows, sims = validate(p), [], {}
-    for step in _topological(p):
+    order, force = _selection(p, _topological(p), only, from_step, force)
+    for step in order:
         ups = {n: sims[n] for n in step.needs}
         tasks = _tasks(p, step, declared[step.name], ups)
-        fresh = all(u.status == "cached" for u in ups.values()) and not (force is True or step.name in (force or ()))
+        fresh = all(u.status == "cached" for u in ups.values()) and not (force is True or step.name in force)
         cached = [fresh and _cached(p, t) is not None for t in tasks]
         sims[step.name] = StepResult(step.name, [Outcome("cached" if c else "ran") for c in cached],
                                      {k: v for t in tasks for k, v in t.products.items()}, _digest([t.key for t in tasks]))

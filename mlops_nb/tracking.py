@@ -352,8 +352,8 @@ def declared_parameters(
 )->dict|None: # name -> default (None when not a literal); None when the notebook has no `parameters` cell
     "The parameters a notebook declares in its `parameters` cell, read by papermill's parser."
     from papermill.inspection import _infer_parameters
-    from papermill.utils import find_first_tagged_cell_index
-    if find_first_tagged_cell_index(nb, "parameters") < 0: return None
+    if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells): return None
+    for c in nb.cells: c.metadata.setdefault("tags", [])   # papermill's parser expects tags on every cell, as papermill loads them
     def literal(text):
         try: return ast.literal_eval(text)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError): return None
