@@ -11,8 +11,8 @@ from . import __version__
 from .config import MlopsNbError
 
 # %% auto #0
-__all__ = ['BadInput', 'main', 'runs', 'best', 'models', 'promote', 'history', 'rollback', 'run_command', 'steps', 'serve',
-           'score', 'monitor', 'retrain', 'simulate', 'server', 'maturity', 'demo', 'new']
+__all__ = ['BadInput', 'main', 'examples', 'runs', 'best', 'register', 'models', 'promote', 'history', 'rollback', 'run_command',
+           'steps', 'serve', 'score', 'monitor', 'retrain', 'simulate', 'server', 'maturity', 'demo', 'new']
 
 # %% ../nbs/08_cli.ipynb #048807b3
 class BadInput(click.ClickException):
@@ -27,48 +27,80 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlops-nb")
 def main():
-    "mlops_nb: tracked experiments, a model registry and notebook pipelines on MLflow and papermill."
+    "mlops_nb: tracked experiments, a model registry, notebook pipelines, serving, monitoring and retraining on MLflow and papermill."
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")   # before MLflow is imported: its INFO lines are not the answer
+
+# %% ../nbs/08_cli.ipynb #221f172f
+def examples(*lines:str)->str:
+    "An `Examples:` epilog for a command's --help, kept as written (click rewraps other paragraphs)."
+    return "\b\nExamples:\n" + "\n".join(f"  {l}" for l in lines)
 
 # %% ../nbs/08_cli.ipynb #46ad9160
-def _short_table(df, limit:int):
-    "The columns people compare: id, status, start, params and metrics, newest first."
-    keep = ["run_id", "status", "start_time"] + [c for c in df.columns if c.startswith(("params.", "metrics."))]
-    df = df[keep].head(limit).copy()
-    df["run_id"] = df.run_id.str[:8]
-    df["start_time"] = df.start_time.dt.strftime("%Y-%m-%d %H:%M:%S")
-    return df.rename(columns=lambda c: c.split(".", 1)[-1])
+def _columns(text:str|None)->list[str]|None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
-@main.command()
+@main.command(epilog=examples("mlops-nb runs wine", "mlops-nb runs wine --columns C,balanced_accuracy", "mlops-nb runs flights --kind step --limit 20",
+                              "mlops-nb runs wine --json"))
 @click.argument("experiment")
+@click.option("--columns", "-c", default=None, metavar="A,B,...", help="Only these params and metrics (comma-separated).")
+@click.option("--kind", type=click.Choice(["run", "pipeline", "step", "monitoring", "retraining"]), default=None,
+              help="Only runs of this kind: your own track() runs, pipelines, their steps, monitoring or retraining.")
 @click.option("--limit", default=50, show_default=True, help="Show at most this many runs, newest first.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
-def runs(experiment, limit, as_json):
-    "List the runs of EXPERIMENT with their params and metrics."
-    from mlops_nb.tracking import runs as find_runs
-    df = find_runs(experiment, max_results=limit)
-    if df.empty: return click.echo(f"experiment {experiment!r} has no runs yet")
-    if as_json: return click.echo(df.to_json(orient="records", date_format="iso"))
-    click.echo(_short_table(df, limit).to_string(index=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records (every column MLflow has) instead of a table.")
+def runs(experiment, columns, kind, limit, as_json):
+    "List the runs of EXPERIMENT: name, status, start, params and metrics."
+    from mlops_nb.tracking import run_table, runs as find_runs
+    if as_json: return click.echo(find_runs(experiment, max_results=limit).to_json(orient="records", date_format="iso"))
+    df = run_table(experiment, _columns(columns), kind, limit)
+    if df.empty: return click.echo(f"experiment {experiment!r} has no {kind + ' ' if kind else ''}runs yet")
+    click.echo(df.fillna("").to_string(index=False))
 
-@main.command()
+@main.command(epilog=examples("mlops-nb best wine -m balanced_accuracy", "mlops-nb best shop -m gain --mode max",
+                              "mlops-nb best flights -m rmse --filter \"params.family = 'ridge'\" --json"))
 @click.argument("experiment")
 @click.option("--metric", "-m", required=True, help="The metric to rank runs by.")
-@click.option("--mode", type=click.Choice(["min", "max"]), default="min", show_default=True, help="Lower or higher is better.")
+@click.option("--mode", type=click.Choice(["min", "max"]), default=None,
+              help="Lower or higher is better  [default: the metric's recorded or known direction]")
 @click.option("--filter", "filter_", default=None, help="An extra MLflow search filter, e.g. \"params.family = 'ridge'\".")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def best(experiment, metric, mode, filter_, as_json):
     "Print the best run of EXPERIMENT by METRIC, with its parameters."
-    from mlops_nb.tracking import best_run, _typed
+    from mlops_nb.tracking import best_run, experiment_goal, _typed
     run = best_run(experiment, metric, mode, filter_)
+    direction = experiment_goal(experiment, metric, mode)
     params = {k: _typed(v) for k, v in sorted(run.data.params.items())}
-    found = {"run_id": run.info.run_id, "experiment": experiment, "metric": metric,
+    found = {"run_id": run.info.run_id, "experiment": experiment, "metric": metric, "mode": direction,
              "value": run.data.metrics[metric], "params": params}
     if as_json: return click.echo(json.dumps(found))
-    click.echo(f"best run {found['run_id']}  {metric} = {found['value']:.6g}")
+    click.echo(f"best run {found['run_id']}  {metric} = {found['value']:.6g}  ({'lower' if direction == 'min' else 'higher'} is better)")
     for k, v in params.items(): click.echo(f"  {k} = {v!r}")
 
 # %% ../nbs/08_cli.ipynb #053de888
-@main.command()
+@main.command(epilog=examples("mlops-nb register wine --metric balanced_accuracy", "mlops-nb register wine -m roc_auc --name wine-clf --promote",
+                              "mlops-nb register shop -m gain --mode max --promote"))
+@click.argument("experiment")
+@click.option("--metric", "-m", required=True, help="The metric that picks the best run and decides promotions.")
+@click.option("--name", default=None, help="The registered model  [default: the experiment's name]")
+@click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="Lower or higher is better  [default: the metric's recorded or known direction]")
+@click.option("--filter", "filter_", default=None, help="An extra MLflow search filter, e.g. \"params.family = 'ridge'\".")
+@click.option("--promote", "then_promote", is_flag=True, help="Then promote it to champion through the gate (exit 1 when refused).")
+def register(experiment, metric, name, mode, filter_, then_promote):
+    "Register the best run of EXPERIMENT by METRIC as a new version, with its metrics; optionally promote it."
+    from mlops_nb.registry import register_best
+    mv = register_best(experiment, metric, name or experiment, mode, filter_)
+    click.echo(f"{mv.name} v{mv.version} from run {mv.run_id}: {metric} = {float(mv.tags[f'metric.{metric}']):.6g}")
+    if then_promote: _promote(mv.name, int(mv.version), "champion", metric, mode, 0.0, False, "cli register --promote")
+
+def _promote(name:str, version:int, alias:str, metric, mode, min_delta:float, force:bool, reason:str):
+    "Promote and print the move, or print the refusal with both scores and exit 1."
+    from mlops_nb.registry import promote as do_promote, PromotionRefused
+    try: event = do_promote(name, version, alias, metric, mode, min_delta, force=force, reason=reason)
+    except PromotionRefused as e:
+        click.echo(f"refused: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"{alias}: version {event['from']} -> {event['to']} ({event['action']})")
+
+@main.command(epilog=examples("mlops-nb models wine", "mlops-nb models wine --json"))
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 def models(name, as_json):
@@ -79,25 +111,21 @@ def models(name, as_json):
     df["created"] = df.created.dt.strftime("%Y-%m-%d %H:%M:%S")
     click.echo(df.drop(columns=["notebook", "evaluation"]).fillna("").to_string(index=False))
 
-@main.command()
+@main.command(epilog=examples("mlops-nb promote wine 3", "mlops-nb promote wine 3 --metric roc_auc --min-delta 0.01",
+                              "mlops-nb promote wine 4 --alias challenger --force --reason 'A/B test'"))
 @click.argument("name")
 @click.argument("version", type=int)
 @click.option("--alias", default="champion", show_default=True)
 @click.option("--metric", default=None, help="The metric that decides (default: the model's primary metric).")
-@click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="Lower or higher is better.")
-@click.option("--min-delta", default=0.0, show_default=True, help="The candidate must be better by more than this.")
+@click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="Lower or higher is better  [default: the metric's recorded or known direction]")
+@click.option("--min-delta", type=click.FloatRange(0), default=0.0, show_default=True, help="The candidate must be better by more than this.")
 @click.option("--force", is_flag=True, help="Skip the gate (recorded as forced).")
 @click.option("--reason", default="", help="Why, for the history.")
 def promote(name, version, alias, metric, mode, min_delta, force, reason):
     "Move ALIAS of NAME to VERSION if it beats the current holder."
-    from mlops_nb.registry import promote as do_promote, PromotionRefused
-    try: event = do_promote(name, version, alias, metric, mode, min_delta, force=force, reason=reason or "cli")
-    except PromotionRefused as e:
-        click.echo(f"refused: {e}", err=True)
-        sys.exit(1)
-    click.echo(f"{alias}: version {event['from']} -> {event['to']} ({event['action']})")
+    _promote(name, version, alias, metric, mode, min_delta, force, reason or "cli")
 
-@main.command()
+@main.command(epilog=examples("mlops-nb history wine", "mlops-nb history wine --alias champion --json"))
 @click.argument("name")
 @click.option("--alias", default=None, help="Only this alias.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
@@ -111,7 +139,7 @@ def history(name, alias, as_json):
     cols = [c for c in ["time", "action", "alias", "from", "to", "metric", "candidate", "champion", "reason", "who"] if c in df]
     click.echo(df[cols].fillna("").to_string(index=False))
 
-@main.command()
+@main.command(epilog=examples("mlops-nb rollback wine", "mlops-nb rollback wine --reason 'v4 errors on Mondays'"))
 @click.argument("name")
 @click.option("--alias", default="champion", show_default=True)
 @click.option("--reason", default="", help="Why, for the history.")
@@ -142,7 +170,9 @@ def _executor(name:str, scheduler:str|None, jobs:int|None, pipeline):
     validate(pipeline)
     return DaskExecutor(scheduler, workers=jobs or 2)
 
-@main.command("run")
+@main.command("run", epilog=examples("mlops-nb run", "mlops-nb run --dry-run --only train", "mlops-nb run -p train_month=3 -p valid_month=4 -j 2",
+                                     "mlops-nb run --force train      # re-run one step (repeatable)", "mlops-nb run --resume",
+                                     "mlops-nb run --executor dask --scheduler tcp://10.0.0.5:8786"))
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path())
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a pipeline parameter (typed as papermill types -p).")
 @click.option("-f", "--params-file", type=click.Path(), help="A YAML file of parameter overrides.")
@@ -161,7 +191,7 @@ def run_command(pipeline, params, params_file, only, from_step, force, resume, j
     from mlops_nb.pipeline import load_pipeline, parse_param, plan, run_pipeline, PipelineFailed
     p = load_pipeline(pipeline, dict(parse_param(x) for x in params), params_file)
     if dry_run:
-        df = plan(p, force=_force(force))
+        df = plan(p, force=_force(force), only=only, from_step=from_step)
         df["point"] = df.point.map(lambda x: "" if x is None or x != x else int(x))
         return click.echo(df.to_string(index=False))
     executor = _executor(executor_name, scheduler, jobs, p)
@@ -175,7 +205,7 @@ def run_command(pipeline, params, params_file, only, from_step, force, resume, j
     click.echo(_outcome_table(result))
     click.echo(f"pipeline {p.name!r} done; MLflow run {result.run_id}; executed notebooks in {result.folder}")
 
-@main.command()
+@main.command(epilog=examples("mlops-nb steps", "mlops-nb steps other/pipeline.yaml"))
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path())
 def steps(pipeline):
     "List the steps of PIPELINE with the parameters their notebooks declare."
@@ -190,8 +220,10 @@ def steps(pipeline):
             click.echo(f"    {name} = {default!r}" + (f"   <- {given!r}" if given is not None else ""))
 
 # %% ../nbs/08_cli.ipynb #88f098b5
-@main.command()
-@click.argument("model_uri")
+@main.command(epilog=examples("mlops-nb serve wine                   # the champion of registered model wine",
+                              "mlops-nb serve models:/wine/3 --port 8080", "mlops-nb serve wine --challenger models:/wine@challenger --split 0.2",
+                              "curl -s localhost:8000/invocations -H 'Content-Type: application/json' -d '{\"dataframe_records\": [{...}]}'"))
+@click.argument("model")
 @click.option("--challenger", default=None, metavar="URI", help="A second model to A/B test, e.g. models:/flights@challenger.")
 @click.option("--split", type=click.FloatRange(0, 1), default=None, help="Share of requests sent to the challenger  [default: 0.1 with --challenger]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the service to the network.")
@@ -202,22 +234,24 @@ def steps(pipeline):
               help="Seconds between registry polls; the service swaps to the new version when the alias moves.")
 @click.option("--no-log", is_flag=True, help="Do not write the prediction log (<project>/predictions/*.parquet).")
 @click.option("--max-body", type=click.IntRange(1), default=5 * 2**20, show_default=True, help="Largest request body accepted, in bytes.")
-def serve(model_uri, challenger, split, host, port, token, reload_every, no_log, max_body):
-    "Serve MODEL_URI (e.g. models:/flights@champion) over HTTP: MLflow's /invocations, /predict, /health, /version, /metrics."
+def serve(model, challenger, split, host, port, token, reload_every, no_log, max_body):
+    "Serve MODEL (a registered model's name: its champion; or a URI like models:/NAME@ALIAS) over HTTP: MLflow's /invocations, /predict, /health, /version, /metrics."
+    from mlops_nb.registry import model_uri
     from mlops_nb.serving import serve as run_service
-    run_service(model_uri, challenger=challenger, split=split, host=host, port=port, token=token,
+    run_service(model_uri(model), challenger=challenger and model_uri(challenger), split=split, host=host, port=port, token=token,
                 reload_every=reload_every, log=not no_log, max_body=max_body)
 
-@main.command()
-@click.argument("model_uri")
+@main.command(epilog=examples("mlops-nb score wine new.parquet scored.parquet", "mlops-nb score models:/wine/3 new.csv scored.csv --chunk-rows 10000"))
+@click.argument("model")
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
 @click.option("--chunk-rows", type=click.IntRange(1), default=100_000, show_default=True, help="Rows scored per chunk.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def score(model_uri, input_path, output_path, chunk_rows, quiet):
-    "Score INPUT (.parquet or .csv) with MODEL_URI; write it with a `prediction` column to OUTPUT (.parquet or .csv)."
+def score(model, input_path, output_path, chunk_rows, quiet):
+    "Score INPUT (.parquet or .csv) with MODEL (a registered model's name: its champion; or a URI); write it with a `prediction` column to OUTPUT."
+    from mlops_nb.registry import model_uri
     from mlops_nb.serving import score as score_file
-    out = score_file(model_uri, input_path, output_path, chunk_rows=chunk_rows, progress=not quiet)
+    out = score_file(model_uri(model), input_path, output_path, chunk_rows=chunk_rows, progress=not quiet)
     click.echo(f"wrote {out}")
 
 # %% ../nbs/08_cli.ipynb #c9e546e7
@@ -320,7 +354,7 @@ def server(backend_store_uri, artifacts_destination, host, port, workers, extra_
     sys.exit(run_server(backend_store_uri, artifacts_destination, host, port, workers, list(extra_hosts), echo=click.echo))
 
 # %% ../nbs/08_cli.ipynb #61f2817b
-@main.command()
+@main.command(epilog=examples("mlops-nb maturity", "mlops-nb maturity ../other-project --json"))
 @click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 @click.option("--tracking-uri", default=None, help="The MLflow store to read (default: the project's, or MLFLOW_TRACKING_URI).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: level, items with evidence, next steps.")

@@ -10,7 +10,7 @@ from .metrics import GOAL_TAG, UnknownGoal, better, check_goals, goal, goal_tags
 
 # %% auto #0
 __all__ = ['PRIMARY_METRIC_TAG', 'PromotionRefused', 'model_source', 'register', 'versions', 'promote', 'history', 'rollback',
-           'champion', 'load', 'register_best', 'plot_versions']
+           'champion', 'load', 'model_uri', 'register_best', 'plot_versions']
 
 # %% ../nbs/02_registry.ipynb #936b37c1
 class PromotionRefused(MlopsNbError):
@@ -354,6 +354,16 @@ def load(
     champion(name, alias)
     return mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
 
+# %% ../nbs/02_registry.ipynb #ab91c4e6
+def model_uri(
+    ref:str, # a registered model's name, or a model URI (models:/..., runs:/...) or path
+    alias:str="champion", # the alias a plain name means
+)->str: # a URI MLflow loads
+    "`models:/NAME@champion` for a plain registered-model name; a URI or path unchanged."
+    ref = str(ref).strip()
+    if not ref: raise MlopsNbError("no model given: pass a registered model's name or a URI such as models:/NAME@champion")
+    return ref if ":" in ref or "/" in ref else f"models:/{ref}@{alias}"
+
 # %% ../nbs/02_registry.ipynb #c7fb35f7
 def register_best(
     experiment:str, # experiment name
@@ -364,8 +374,9 @@ def register_best(
 ): # the new ModelVersion
     "Register the best finished run of `experiment` by `metric`; the metric and its direction decide later promotions."
     from mlops_nb.tracking import best_run, experiment_goal
+    run = best_run(experiment, metric, mode, filter)
     direction = experiment_goal(experiment, metric, mode)
-    mv = register(best_run(experiment, metric, direction, filter).info.run_id, name, goals={metric: direction})
+    mv = register(run.info.run_id, name, goals={metric: direction})
     client = _client()
     client.set_registered_model_tag(name, PRIMARY_METRIC_TAG, metric)
     client.set_registered_model_tag(name, GOAL_TAG + metric, direction)

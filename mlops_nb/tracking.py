@@ -580,7 +580,7 @@ def run_table(
     if df.empty: return df
     tags = df[[c for c in df.columns if c.startswith("tags.")]].rename(columns=lambda c: c[5:])
     if kind is not None: df = df[[run_kind({k: v for k, v in t.items() if isinstance(v, str)}) == kind for t in tags.to_dict("records")]].head(limit)
-    values = df[[c for c in df.columns if c.startswith(("params.", "metrics."))]].dropna(axis=1, how="all")
+    values = df[[c for p in ("params.", "metrics.") for c in df.columns if c.startswith(p)]].dropna(axis=1, how="all")
     short = {c: c.split(".", 1)[1] for c in values.columns}
     twice = {s for s in short.values() if list(short.values()).count(s) > 1}
     values = values.rename(columns={c: s if s not in twice else c for c, s in short.items()})
