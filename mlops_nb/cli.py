@@ -255,19 +255,25 @@ def score(model, input_path, output_path, chunk_rows, quiet):
     click.echo(f"wrote {out}")
 
 # %% ../nbs/08_cli.ipynb #c9e546e7
-@main.command()
+@main.command(epilog=examples("mlops-nb monitor --reference data/train.parquet --current predictions/ --target label --metric balanced_accuracy",
+                              "mlops-nb monitor --reference ref.parquet --current july.parquet --model wine --target label --html july.html",
+                              "mlops-nb monitor --reference ref.csv --current today.csv --json || notify-team   # exit 3 on drift or a drop"))
 @click.option("--reference", required=True, type=click.Path(exists=True), help="Reference data: a .parquet/.csv file or a folder of parquet files.")
 @click.option("--current", required=True, type=click.Path(exists=True), help="The batch to check: a file, or a folder such as the prediction log.")
-@click.option("--model", default=None, help="Model to score batches without a prediction column, e.g. models:/flights@champion.")
+@click.option("--model", default=None, help="Model to score batches without a prediction column: a registered name (its champion) or a URI.")
 @click.option("--target", default=None, help="Label column: measure performance and flag a drop.")
-@click.option("--max-degradation", default=0.10, show_default=True, help="Allowed relative worsening of RMSE (accuracy) over the reference.")
+@click.option("--metric", default=None, help="The metric that decides a drop: any scikit-learn scorer or error metric  [default: rmse, or accuracy for classes]")
+@click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="Lower or higher is better, for a metric scikit-learn does not know.")
+@click.option("--max-degradation", type=click.FloatRange(0), default=0.10, show_default=True, help="Allowed relative worsening of the metric over the reference.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Write the HTML report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--no-log", is_flag=True, help="Do not record the batch as a run of the 'monitoring' MLflow experiment.")
-def monitor(reference, current, model, target, max_degradation, html_path, as_json, no_log):
+def monitor(reference, current, model, target, metric, mode, max_degradation, html_path, as_json, no_log):
     "Check CURRENT against REFERENCE: drift per column, performance when labels are present. Exit 3 on drift or a drop."
     from mlops_nb.monitoring import Monitor
-    mon = Monitor(reference, model=model, target=target, max_degradation=max_degradation, experiment=None if no_log else "monitoring")
+    from mlops_nb.registry import model_uri
+    mon = Monitor(reference, model=model and model_uri(model), target=target, max_degradation=max_degradation, metric=metric, mode=mode,
+                  experiment=None if no_log else "monitoring")
     report = mon.check(current)
     if html_path: report.to_html(html_path)
     click.echo(json.dumps(report.to_dict()) if as_json else report.summary())

@@ -11,9 +11,9 @@ from .config import MlopsNbError, KIND_TAG, KIND_MONITORING, PREDICTION_LOG, VAR
 
 # %% auto #0
 __all__ = ['INTEGER_CARDINALITY_LIMIT', 'DEFAULT_THRESHOLDS', 'P_VALUE_TESTS', 'NUMERIC_ONLY', 'SMALL_REFERENCE', 'FEW_VALUES',
-           'BINARY', 'DRIFT_COLUMNS', 'HIGHER_IS_WORSE', 'LOG_COLUMNS', 'column_kind', 'default_test', 'drift',
-           'dataset_drift', 'performance', 'prediction_drift', 'read_frame', 'read_predictions', 'join_labels',
-           'MonitorReport', 'Monitor', 'history']
+           'BINARY', 'DRIFT_COLUMNS', 'LOG_COLUMNS', 'column_kind', 'default_test', 'drift', 'dataset_drift',
+           'performance', 'prediction_drift', 'read_frame', 'read_predictions', 'join_labels', 'MonitorReport',
+           'Monitor', 'history']
 
 # %% ../nbs/05_monitoring.ipynb #edcfe10e
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integers with at most this many distinct values are categorical
@@ -243,8 +243,6 @@ def dataset_drift(
     return bool(len(table) and table.drifted.mean() >= share)
 
 # %% ../nbs/05_monitoring.ipynb #2a1bd546
-HIGHER_IS_WORSE = {"rmse": True, "mae": True, "accuracy": False, "f1": False}
-
 def _f1(t, p)->float:
     "F1 of the positive class for binary 0/1 labels, else the macro average over classes."
     import numpy as np
@@ -490,11 +488,11 @@ def _input_columns(model, features:list[str])->list[str]:
 def _main_metric(metrics:dict)->str|None:
     return "rmse" if "rmse" in metrics else "accuracy" if "accuracy" in metrics else None
 
-def _degradation(metric:str|None, current:dict, baseline:dict)->float|None:
-    "How much worse the main metric is than its baseline, relative (0.1 = 10 % worse)."
+def _degradation(metric:str|None, current:dict, baseline:dict, direction:str)->float|None:
+    "How much worse the main metric is than its baseline, relative (0.1 = 10 % worse), `direction` saying which way is better."
     if not metric or metric not in current or not baseline.get(metric): return None
     change = (current[metric] - baseline[metric]) / abs(baseline[metric])
-    return float(change if HIGHER_IS_WORSE[metric] else -change)
+    return float(change if direction == "min" else -change)
 
 # %% ../nbs/05_monitoring.ipynb #76bbc6f4
 def _metric_key(name:str)->str:
@@ -511,13 +509,18 @@ class Monitor:
                  categorical:list[str]|None=None, # columns to treat as categorical (default: inferred)
                  method:str|dict|None=None, # force a drift test (see `drift`)
                  drift_share:float=0.5, # share of drifted columns that makes the data set drift
-                 max_degradation:float=0.10, # allowed relative worsening of RMSE (accuracy) over the baseline
+                 max_degradation:float=0.10, # allowed relative worsening of the main metric over the baseline
                  baseline:dict|None=None, # baseline metrics (default: the model on the reference)
+                 metric:str|None=None, # the main metric: any scikit-learn scorer or error metric (default: rmse, or accuracy for classes)
+                 mode:str|None=None, # "min"/"max" for a main metric scikit-learn does not know (see mlops_nb.metrics)
                  prediction:str="prediction", # the prediction column
                  experiment:str|None="monitoring", # MLflow experiment for the batch runs (None: do not log)
                  root:str|Path|None=None, # the project (default: `project_root()`)
                 ):
+        from mlops_nb.metrics import goal
         self.root, self.target, self.prediction, self.experiment = root, target, prediction, experiment
+        self.metric, self.mode = metric, mode
+        if metric: goal(metric, mode, root=root)   # a main metric without a direction is refused now, not at the first drop
         self.model_name = model if isinstance(model, str) else type(model).__name__ if model is not None else None
         self.model = _load_model(model, root)
         self.reference = read_frame(reference)
@@ -542,9 +545,20 @@ def _predictions(self, df):
     return pd.Series(np.asarray(self.model.predict(df[cols])).ravel(), name=self.prediction)
 
 def _performance(self, df, pred)->dict:
-    "Metrics on the labelled rows, or {} without target or predictions."
+    "Metrics on the labelled rows (the main metric among them), or {} without target or predictions."
     if self.target is None or self.target not in df or pred is None: return {}
-    return performance(df[self.target], pred)
+    found = performance(df[self.target], pred)
+    if self.metric and self.metric not in found and found.get("n"): found[self.metric] = self._main_score(df, pred)
+    return found
+
+def _main_score(self, df, pred)->float:
+    "The main metric on the labelled rows: from the model when it scored the batch (probabilities where needed), else from the predictions."
+    from mlops_nb.metrics import score, score_predictions
+    y = df[self.target].reset_index(drop=True)
+    keep = (y.notna() & pred.notna()).to_numpy()
+    if self.model is not None and not (self.prediction in df and df[self.prediction].notna().any()):
+        return score(self.metric, self.model, df[_input_columns(self.model, self.columns)][keep], y[keep])
+    return score_predictions(self.metric, y[keep], pred[keep])
 
 def _verdict(self, table, pred_row, degradation)->tuple[str, bool]:
     "performance_drop, drift or ok; and whether the data set drifted."
@@ -552,7 +566,7 @@ def _verdict(self, table, pred_row, degradation)->tuple[str, bool]:
     if degradation is not None and degradation > self.max_degradation: return "performance_drop", shifted
     return ("drift" if shifted or (pred_row and pred_row["drifted"]) else "ok"), shifted
 
-Monitor._predictions, Monitor._performance, Monitor._verdict = _predictions, _performance, _verdict
+Monitor._predictions, Monitor._performance, Monitor._main_score, Monitor._verdict = _predictions, _performance, _main_score, _verdict
 
 # %% ../nbs/05_monitoring.ipynb #2f26b0b9
 def _check(self,
@@ -562,6 +576,7 @@ def _check(self,
           )->MonitorReport:
     "Check one batch: drift per column, prediction drift, performance on labelled rows, a verdict; log it."
     import pandas as pd
+    from mlops_nb.metrics import goal
     df = read_frame(batch)
     if labels is not None: df = join_labels(df, labels)
     name = name or (Path(batch).stem if isinstance(batch, (str, Path)) else f"batch-{len(self.history) + 1}")
@@ -569,8 +584,8 @@ def _check(self,
     pred = self._predictions(df)
     pred_row = prediction_drift(self.reference_pred, pred) if pred is not None and self.reference_pred is not None else None
     metrics = self._performance(df, pred)
-    metric = _main_metric(metrics) or _main_metric(self.baseline)
-    degradation = _degradation(metric, metrics, self.baseline)
+    metric = self.metric or _main_metric(metrics) or _main_metric(self.baseline)
+    degradation = _degradation(metric, metrics, self.baseline, goal(metric, self.mode, root=self.root)) if metric else None
     verdict, shifted = self._verdict(table, pred_row, degradation)
     self.history.append({"batch": name, "verdict": verdict, "n_rows": len(df), "drift_share": float(table.drifted.mean()),
                          **metrics, **{f"baseline_{k}": v for k, v in self.baseline.items() if k != "n"}})
