@@ -9,8 +9,8 @@ from .config import MlopsNbError, did_you_mean, is_lock_model, store_lock, use_s
 from .metrics import GOAL_TAG, UnknownGoal, better, check_goals, goal, goal_tags
 
 # %% auto #0
-__all__ = ['PRIMARY_METRIC_TAG', 'PromotionRefused', 'model_source', 'register', 'versions', 'promote', 'history', 'rollback',
-           'champion', 'load', 'model_uri', 'register_best', 'plot_versions']
+__all__ = ['PRIMARY_METRIC_TAG', 'REFIT_OF_TAG', 'PromotionRefused', 'model_source', 'register', 'versions', 'record_event',
+           'promote', 'history', 'rollback', 'champion', 'load', 'model_uri', 'register_best', 'plot_versions']
 
 # %% ../nbs/02_registry.ipynb #936b37c1
 class PromotionRefused(MlopsNbError):
@@ -189,7 +189,17 @@ def _record(client, name:str, **event):
     "Append one event to the model's alias history."
     event = {"time": time.time(), "who": f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}", **event}
     key = f"{_HISTORY}{time.time_ns():020d}.{uuid.uuid4().hex[:8]}"
-    client.set_registered_model_tag(name, key, json.dumps(event))
+    client.set_registered_model_tag(name, key, json.dumps(event, default=str))
+
+def record_event(
+    name:str, # registered model name
+    action:str, # what happened, e.g. refused or retrain-failed
+    **fields, # anything else the history should show: alias, reason, scores
+):
+    "Add an event that moved no alias (a refusal decided elsewhere, a failed retraining) to the model's history."
+    client = _client()
+    _model(client, name)
+    _record(client, name, action=action, **fields)
 
 def _alias_version(client, name:str, alias:str)->int|None:
     "The version an alias points at, or None (an int: a server's REST API gives strings, a database store ints)."
@@ -236,17 +246,29 @@ def _goal_for(client, name:str, metric:str, mode:str|None, *mvs)->str:
     tags = {f"version {mv.version}": mv.tags for mv in mvs} | {f"model {name!r}": client.get_registered_model(name).tags}
     return goal(metric, mode, tags)
 
-def _gate(client, name, candidate, current:int, metric:str, mode:str|None, min_delta:float, evaluation_data)->dict:
-    "Compare candidate and current holder; the verdict as history fields."
+def _gate(client, name, judged, current:int, metric:str, mode:str|None, min_delta:float, evaluation_data, ties:bool)->dict:
+    "Compare the judged version (the candidate, or the version it was refit from) with the current holder; the verdict as history fields."
     import math
     holder = _version(client, name, current)
-    direction = _goal_for(client, name, metric, mode, candidate, holder)
-    scores = (_scored_now(name, candidate, holder, metric, evaluation_data) if evaluation_data is not None
-              else _registered_scores(candidate, holder, metric))
+    direction = _goal_for(client, name, metric, mode, judged, holder)
+    scores = (_scored_now(name, judged, holder, metric, evaluation_data) if evaluation_data is not None
+              else _registered_scores(judged, holder, metric))
     finite = all(math.isfinite(s) for s in scores[:2])   # a NaN or infinite score decides nothing
-    ok = finite and better(scores[0], scores[1], direction, min_delta)
+    ok = finite and (better(scores[0], scores[1], direction, min_delta) or (ties and not better(scores[1], scores[0], direction)))
     return {"action": "promote" if ok else "refused", "metric": metric, "mode": direction, "min_delta": min_delta,
             "candidate": scores[0], "champion": scores[1], "on": scores[2] + ("" if finite else "; a score is not a finite number")}
+
+# %% ../nbs/02_registry.ipynb #ca653882
+REFIT_OF_TAG = "mlops_nb.refit_of"  # on a model version: the version it was refit from (whose score judges it)
+
+def _judged(client, name:str, candidate, evidence)->object:
+    "The version whose scores judge `candidate`: itself, or for a refit the version it was refit from."
+    source = candidate.tags.get(REFIT_OF_TAG)
+    if evidence is None and source is None: return candidate
+    if evidence is not None and str(evidence) != source:
+        raise MlopsNbError(f"version {candidate.version} is not a refit of version {evidence} (it is {'a refit of ' + source if source else 'no refit'}): "
+                           f"its promotion can only be judged by {'version ' + source if source else 'its own scores'}")
+    return _version(client, name, source)
 
 # %% ../nbs/02_registry.ipynb #317e6f28
 def _check_margin(min_delta)->float:
@@ -265,6 +287,8 @@ def promote(
     evaluation_data=None, # (X, y) or (DataFrame, target column): score both models on it now
     force:bool=False, # skip the gate; recorded as forced
     reason:str="", # why, for the history
+    evidence=None, # for a refit: the version it was refit from, whose score judges it (default: its mlops_nb.refit_of tag)
+    ties:bool=False, # an equal score wins too (refreshing the holder's own recipe)
 )->dict: # the history record of the move
     "Move `alias` to `version` if it beats the current holder; raise PromotionRefused otherwise."
     client = _client()
@@ -278,10 +302,13 @@ def promote(
         if current == event["to"]: return event | {"action": "unchanged"}
         if current is not None and not force:
             if not metric: raise MlopsNbError(f"which metric decides? pass metric=... (model {name!r} has no primary metric)")
-            event |= _gate(client, name, candidate, current, metric, mode, min_delta, evaluation_data)
+            judged = _judged(client, name, candidate, evidence)
+            event |= _gate(client, name, judged, current, metric, mode, min_delta, evaluation_data, ties)
+            if judged is not candidate: event["judged_by"] = int(judged.version)
             if event["action"] == "refused":
                 _record(client, name, **event)
                 raise PromotionRefused(f"version {candidate.version} not promoted to {alias!r}: {metric} {event['candidate']:.6g} "
+                                       f"{f'(of version {judged.version}, which it was refit from) ' if judged is not candidate else ''}"
                                        f"vs {event['champion']:.6g} for version {current} (better: {'lower' if event['mode'] == 'min' else 'higher'}, "
                                        f"min_delta {min_delta:g}{'; a score is not a finite number' if 'finite' in event['on'] else ''})",
                                        event["candidate"], event["champion"])
