@@ -10,9 +10,10 @@ from pathlib import Path
 from .config import MlopsNbError, did_you_mean
 
 # %% auto #0
-__all__ = ['PIPELINE_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'PipelineFailed', 'Step', 'Pipeline', 'parse_param',
-           'load_pipeline', 'notebook_parameters', 'validate', 'Task', 'source_hash', 'file_hash', 'Outcome',
-           'execute_task', 'LocalExecutor', 'StepResult', 'PipelineResult', 'run_pipeline', 'plan', 'grid_table']
+__all__ = ['PIPELINE_KEYS', 'RETRAIN_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'PipelineFailed', 'Step', 'Pipeline',
+           'parse_param', 'load_pipeline', 'notebook_parameters', 'validate', 'Task', 'source_hash', 'file_hash',
+           'Outcome', 'execute_task', 'LocalExecutor', 'StepResult', 'PipelineResult', 'run_pipeline', 'plan',
+           'grid_table']
 
 # %% ../nbs/03_pipeline.ipynb #f281b980
 class PipelineError(MlopsNbError):
@@ -25,7 +26,8 @@ class PipelineFailed(Exception):
         self.result = result
 
 # %% ../nbs/03_pipeline.ipynb #c622ad65
-PIPELINE_KEYS = ("name", "experiment", "params", "steps")
+PIPELINE_KEYS = ("name", "experiment", "params", "steps", "retrain")
+RETRAIN_KEYS = ("target", "metric", "mode", "period", "first", "window", "windows", "grid", "register")  # read by mlops_nb.retraining
 STEP_KEYS = ("name", "notebook", "params", "needs", "products", "grid", "best")
 
 @dataclass
@@ -47,6 +49,7 @@ class Pipeline:
     params: dict = field(default_factory=dict)
     experiment: str|None = None
     root: Path = field(default_factory=Path.cwd)   # the folder of pipeline.yaml: paths are relative to it
+    retrain: dict = field(default_factory=dict)    # how the retraining loop cuts windows and judges models
 
     def step(self, name:str)->Step:
         "The step called `name`."
@@ -100,8 +103,11 @@ def load_pipeline(
         _check_keys(s, STEP_KEYS, f"step {s['name']!r} of {path}")
         steps.append(Step(**s))
         _check_name(s["name"], f"{path}: step")
+    retrain = spec.get("retrain") or {}
+    if not isinstance(retrain, dict): raise PipelineError(f"{path}: 'retrain' must be a mapping (target, metric, window, ...)")
+    _check_keys(retrain, RETRAIN_KEYS, f"the retrain block of {path}")
     pipeline = Pipeline(_check_name(spec.get("name") or path.parent.name, f"{path}: pipeline name"), steps,
-                        dict(spec.get("params") or {}), spec.get("experiment"), path.parent.resolve())
+                        dict(spec.get("params") or {}), spec.get("experiment"), path.parent.resolve(), dict(retrain))
     overrides = (_read_yaml(Path(params_file), "params file") if params_file else {}) | (params or {})
     for key in overrides:
         if key not in pipeline.params:
