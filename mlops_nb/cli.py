@@ -12,7 +12,7 @@ from .config import MlopsNbError
 
 # %% auto #0
 __all__ = ['BadInput', 'main', 'examples', 'runs', 'best', 'register', 'models', 'promote', 'history', 'rollback', 'run_command',
-           'steps', 'serve', 'score', 'monitor', 'retrain', 'simulate', 'server', 'maturity', 'demo', 'new']
+           'steps', 'serve', 'score', 'monitor', 'retrain', 'simulate', 'server', 'maturity', 'demo', 'new', 'init']
 
 # %% ../nbs/08_cli.ipynb #048807b3
 class BadInput(click.ClickException):
@@ -280,42 +280,53 @@ def monitor(reference, current, model, target, metric, mode, max_degradation, ht
     sys.exit(0 if report.verdict == "ok" else 3)
 
 # %% ../nbs/08_cli.ipynb #1fd4312b
+def _window(value:str):
+    "--window N or --window all."
+    if value == "all": return value
+    try: n = int(value)
+    except ValueError: raise click.BadParameter(f"{value!r} is neither a whole number of periods nor 'all'") from None
+    if n < 1: raise click.BadParameter(f"{value!r}: a window is at least 1 period")
+    return n
+
 def _policy_options(command):
     "The retraining policy's options, shared by `retrain` and `simulate`."
     from mlops_nb.retraining import TRIGGERS
     for option in reversed([
         click.option("--trigger", type=click.Choice(TRIGGERS), default="monitor", show_default=True, help="When to retrain."),
-        click.option("--window", type=click.IntRange(min=1), default=3, show_default=True, help="Train on the last N months before the batch."),
-        click.option("--expanding", is_flag=True, help="Train on every month before the batch instead of the last --window."),
-        click.option("--min-delta", default=0.0, show_default=True, help="The challenger's RMSE on the batch must be lower by more than this."),
+        click.option("--window", "windows", multiple=True, type=_window, metavar="N|all",
+                     help="A window length to back-test, in periods (repeatable)  [default: the pipeline's retrain.windows]"),
+        click.option("--min-delta", type=click.FloatRange(0), default=0.0, show_default=True, help="A new recipe must beat the champion by more than this."),
         click.option("--cooldown", type=click.IntRange(min=0), default=0, show_default=True, help="Batches after a retrain during which none starts.")]):
         command = option(command)
     return command
 
-@main.command()
+@main.command(epilog=examples("mlops-nb retrain --batch batches/2026-11.parquet", "mlops-nb retrain other/pipeline.yaml --batch week.csv --period 48 --json",
+                              "mlops-nb retrain --batch nov.parquet --trigger always --window 1"))
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path(exists=True))
-@click.option("--batch", required=True, type=click.Path(exists=True), help="The newest labelled batch: a .parquet/.csv file.")
-@click.option("--month", type=click.IntRange(1, 12), default=None, help="The batch's month (default: its `month` column).")
+@click.option("--batch", required=True, type=click.Path(exists=True, dir_okay=False), help="The newest labelled batch: a .parquet/.csv file.")
+@click.option("--period", type=int, default=None, help="The batch's period  [default: its period column, retrain.period]")
 @_policy_options
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="With --trigger schedule: retrain every N batches.")
 @click.option("--reference", type=click.Path(exists=True), default=None, help="The champion's training data, when it has no mlops_nb.train_data tag (default: the pipeline's train product).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
-def retrain(pipeline, batch, month, trigger, window, expanding, min_delta, cooldown, every, reference, as_json):
-    "One turn of the retraining loop for cron or CI: monitor the champion on BATCH, retrain, gate, promote or keep."
+def retrain(pipeline, batch, period, trigger, windows, min_delta, cooldown, every, reference, as_json):
+    "One turn of the retraining loop for cron or CI: monitor the champion on BATCH, back-test, gate, refit, promote or keep."
     from mlops_nb.retraining import RetrainLoop, RetrainPolicy
     pipeline, batch = Path(pipeline).resolve(), Path(batch).resolve()
     os.chdir(pipeline.parent if pipeline.is_file() else pipeline)  # the pipeline's project store, as its kernels see it
-    policy = RetrainPolicy(trigger, None if expanding else window, min_delta, cooldown, every)
-    rec = RetrainLoop(pipeline, policy, reference=reference).restore().step(batch, month)
+    loop = RetrainLoop(pipeline, RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown, every), reference=reference)
+    rec = loop.restore().step(batch, period)
     if as_json: click.echo(json.dumps(rec, default=str))
     else:
-        click.echo(f"month {rec['month']}: champion v{rec['champion_version']} RMSE {rec['rmse_served']:.2f}, monitor {rec['drift']}")
+        metric = loop.spec.metric
+        click.echo(f"period {rec['period']}: champion v{rec['champion_version']} {metric} {rec['served']:.4g}, monitor {rec['verdict']}")
         click.echo(f"decision: {rec['decision']} ({rec['why']})"
-                   + (f"; challenger v{rec['challenger_version']} RMSE {rec['rmse_challenger']:.2f} vs champion {rec['rmse_champion']:.2f}"
-                      if rec.get("rmse_challenger") is not None else "") + (f"; error: {rec['error']}" if rec["error"] else ""))
+                   + (f"; best recipe v{rec['challenger_version']} {metric} {rec['score_challenger']:.4g} vs champion {rec['score_champion']:.4g}"
+                      if rec.get("score_challenger") is not None else "") + (f"; refit v{rec['refit_version']}" if rec.get("refit_version") else "")
+                   + (f"; error: {rec['error']}" if rec.get("error") else ""))
     if rec["decision"] == "failed": sys.exit(1)
 
-@main.command()
+@main.command(epilog=examples("mlops-nb simulate --sample 0.1", "mlops-nb simulate --trigger always --window 1 --json"))
 @click.option("--workdir", default="simulation", show_default=True, type=click.Path(file_okay=False), help="Folder for the replay's pipeline, store and runs (re-runs reuse its cache).")
 @click.option("--from-month", type=click.IntRange(2, 12), default=2, show_default=True, help="The first batch.")
 @click.option("--to-month", type=click.IntRange(2, 12), default=12, show_default=True, help="The last batch.")
@@ -323,28 +334,15 @@ def retrain(pipeline, batch, month, trigger, window, expanding, min_delta, coold
 @click.option("--sample", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Fraction of flights to use (small for a quick look).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Notebooks at once (default: the number of cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per month instead of the table.")
-def simulate(workdir, from_month, to_month, trigger, window, expanding, min_delta, cooldown, sample, jobs, as_json):
+def simulate(workdir, from_month, to_month, trigger, windows, min_delta, cooldown, sample, jobs, as_json):
     "Replay the 2013 flights months as batches arriving one by one through the retraining loop."
-    from mlops_nb.retraining import RetrainPolicy, SIMULATION_KEYS, simulate as replay
-    policy = RetrainPolicy(trigger, None if expanding else window, min_delta, cooldown)
-    records = replay(workdir, from_month, to_month, policy, sample=sample, jobs=jobs, on_month=None if as_json else _say_month)
+    from mlops_nb.flights import REPLAY_COLUMNS, month_line, replay, replay_report
+    from mlops_nb.retraining import RetrainPolicy
+    policy = RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown)
+    records = replay(workdir, from_month, to_month, policy, sample=sample, jobs=jobs, on_month=None if as_json else lambda r: click.echo(month_line(r)))
     if as_json:
-        for r in records: click.echo(json.dumps({k: r[k] for k in SIMULATION_KEYS}))
-    else: click.echo(_replay_report(records))
-
-def _say_month(r:dict):
-    "Print one month of a replay as soon as it is decided (a replay of the full months takes minutes)."
-    challenger = f" v{r['challenger_version']}" if r.get("challenger_version") else ""
-    click.echo(f"month {r['month']:>2}: champion v{r['champion_version']} RMSE {r['rmse_served']:.2f} (frozen model "
-               f"{r['rmse_frozen']:.2f}), monitor {r['drift']} -> {r['decision']}{challenger}")
-
-def _replay_report(records:list)->str:
-    "The replay's table and its numbers in one line."
-    from mlops_nb.retraining import summary, table
-    s = summary(records)
-    return "\n".join([table(records).to_string(index=False, float_format="%.2f"),
-        f"mean RMSE {s['mean_rmse_served']:.2f} min served by the loop vs {s['mean_rmse_frozen']:.2f} min for the frozen "
-        f"initial model; {s['retrains']} retrains, {s['promotions']} promotions, {s['failures']} failures in {s['months']} months"])
+        for r in records: click.echo(json.dumps({k: r.get(k) for k in REPLAY_COLUMNS} | {"retrained": r["retrained"], "promoted": r["promoted"]}, default=str))
+    else: click.echo(replay_report(records))
 
 # %% ../nbs/08_cli.ipynb #c50e950b
 @main.command()
@@ -371,24 +369,8 @@ def maturity(directory, tracking_uri, as_json):
     click.echo(json.dumps(found.to_dict(), indent=2) if as_json else found.to_text())
 
 # %% ../nbs/08_cli.ipynb #8e910419
-def _summary(result, folder:Path)->str:
-    "Steps and timings, best parameters, the champion, where to look."
-    from mlops_nb.config import tracking_uri
-    from mlops_nb.pipeline import grid_table
-    from mlops_nb.registry import champion
-    steps = result.table().groupby("step", sort=False).agg(status=("status", lambda s: ",".join(sorted(set(s)))),
-                                                           tasks=("status", "size"), seconds=("seconds", "sum"))
-    best = grid_table(result, "train", "rmse").iloc[0]
-    champ = champion("flights")
-    return "\n".join([steps.to_string(), "",
-        f"best grid point: {best['model']}  (validation RMSE {best['rmse']:.2f} min, MAE {best['mae']:.2f} min)",
-        f"champion: flights v{champ.version}, validation RMSE {float(champ.tags['metric.rmse']):.2f} min (run {champ.run_id})",
-        f"executed notebooks: {result.folder}",
-        f"every run and model: mlflow ui --backend-store-uri {tracking_uri(folder)}",
-        f"the registry: mlops-nb models flights   (in {folder})"])
-
-@main.command()
-@click.option("--workdir", default="demo-flights", show_default=True, help="Folder for the demo's pipeline, store and runs.")
+@main.command(epilog=examples("mlops-nb demo", "mlops-nb demo --sample 0.1          # a quick look", "mlops-nb demo --train-month 3 --valid-month 4 --no-simulate"))
+@click.option("--workdir", default="demo-flights", show_default=True, help="Folder for the demo's project, store and runs.")
 @click.option("--train-month", default=1, show_default=True, help="Month to train on (1-12).")
 @click.option("--valid-month", default=2, show_default=True, help="Month to validate on, after the training month.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Notebooks at once (default: the number of cores).")
@@ -396,39 +378,30 @@ def _summary(result, folder:Path)->str:
 @click.option("--simulate/--no-simulate", default=True, show_default=True, help="End with the retraining loop replayed over the months after the validation month.")
 def demo(workdir, train_month, valid_month, jobs, sample, simulate):
     "Run the flights pipeline on the 2013 New York flights, show the champion, then replay the year through the retraining loop."
-    from mlops_nb.flights import check_window
-    from mlops_nb.pipeline import run_pipeline, PipelineFailed
-    from mlops_nb.scaffold import copy_template
-    check_window(train_month, valid_month)
-    folder = Path(workdir).resolve()
-    copy_template(folder, "flights")
+    from mlops_nb.flights import demo as run_demo
+    from mlops_nb.pipeline import PipelineFailed
     if os.environ.pop("MLFLOW_TRACKING_URI", None): click.echo("the demo uses its own sqlite store, not MLFLOW_TRACKING_URI")
-    os.chdir(folder)
-    click.echo(f"flights demo in {folder}: train on month {train_month}, validate on month {valid_month}")
-    try: result = run_pipeline(folder/"pipeline.yaml", params={"train_month": train_month, "valid_month": valid_month, "sample": sample}, jobs=jobs)
+    try: run_demo(workdir, train_month, valid_month, sample, jobs, simulate, say=click.echo)
     except PipelineFailed as e:
         click.echo(_outcome_table(e.result))
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
-    click.echo(_summary(result, folder))
-    if simulate and valid_month < 12: _demo_replay(folder, valid_month, sample, jobs)
 
-def _demo_replay(folder:Path, from_month:int, sample:float, jobs:int|None):
-    "The retraining loop over the months from `from_month` to December, as model flights-replay in the demo's store."
-    from mlops_nb.retraining import RetrainPolicy, plot_simulation, simulate
-    click.echo(f"\nretraining loop: months {from_month}-12 arrive one by one; the champion of model flights-replay serves each, "
-               "the loop retrains on the last 3 months on drift or a drop and promotes a better challenger")
-    records = simulate(folder, from_month, 12, RetrainPolicy(), sample=sample, jobs=jobs, name="flights-replay", on_month=_say_month)
-    click.echo(_replay_report(records))
-    png = folder/"reports"/"retraining.png"
-    plot_simulation(records).savefig(png, dpi=120, bbox_inches="tight")
-    click.echo(f"both RMSE curves: {png}")
-
-@main.command()
+@main.command(epilog=examples("mlops-nb new my-project                        # the flights example",
+                              "mlops-nb new churn --template classification   # a classifier, balanced accuracy, periods",
+                              "mlops-nb new mine --template blank             # one notebook to replace with yours"))
 @click.argument("directory", type=click.Path())
-@click.option("--template", default="flights", show_default=True, help="The template to start from.")
+@click.option("--template", default="flights", show_default=True, help="The template: flights, classification or blank.")
 def new(directory, template):
-    "Scaffold a new project in DIRECTORY: pipeline, notebooks, README, .gitignore, a test and a CI workflow."
+    "Scaffold a new project in DIRECTORY: pipeline, notebooks, README, .gitignore, a test, a CI workflow, a git repository."
     from mlops_nb.scaffold import new_project
     for f in new_project(directory, template): click.echo(f"  {f}")
     click.echo(f"next: cd {directory} && mlops-nb run")
+
+@main.command(epilog=examples("mlops-nb init", "mlops-nb init path/to/notebooks"))
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory):
+    "Make DIRECTORY (default: here) an mlops_nb project: write its mlops_nb.toml (the project root and its settings)."
+    from mlops_nb.scaffold import init_project
+    path = init_project(directory)
+    click.echo(f"wrote {path}: runs of notebooks in {path.parent.resolve()} now go to {path.parent.resolve()/'mlflow.db'}")

@@ -375,11 +375,13 @@ def champion(
 def load(
     name:str, # registered model name
     alias:str="champion", # the alias to load
+    version:int|None=None, # a version instead of the alias
 ): # an `mlflow.pyfunc.PyFuncModel`
-    "Load the model behind `models:/name@alias` (skops format: no arbitrary code runs at load)."
+    "Load the model behind `models:/name@alias` (or `models:/name/version`)."
     import mlflow.pyfunc
-    champion(name, alias)
-    return mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    if version is None: champion(name, alias)
+    else: _version(_client(), name, version)
+    return mlflow.pyfunc.load_model(f"models:/{name}@{alias}" if version is None else f"models:/{name}/{version}")
 
 # %% ../nbs/02_registry.ipynb #ab91c4e6
 def model_uri(

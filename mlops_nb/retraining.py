@@ -260,6 +260,21 @@ def _refit(self:RetrainLoop,
 
 RetrainLoop.refit = _refit
 
+# %% ../nbs/06_retraining.ipynb #838c461a
+def _start(self:RetrainLoop,
+           period:int, # the first batch the champion will serve
+           length=None, # its window length (default: the first of the loop's windows)
+          )->int: # the champion's version
+    "Train and promote the first champion on the window before `period`."
+    from mlops_nb.registry import _client, promote
+    length = length or self.windows[0]
+    version = self.train(self.spec.window_params(period - 1, period, length))
+    _client().set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(version, length))
+    promote(self.name, version, force=True, reason=f"the loop's first champion, trained on the window before period {period}")
+    return version
+
+RetrainLoop.start = _start
+
 # %% ../nbs/06_retraining.ipynb #46348d3c
 def _decide(self:RetrainLoop, X, y, period:int, why:str)->dict:
     "Back-test, gate the best recipe against the champion, refit and promote it when it passes."
