@@ -149,7 +149,7 @@ def register(
     from mlops_nb.tracking import flush_open
     client = _client()
     uri, run_id, model_id = model_source(run_or_model_uri, client)
-    if run_id and (known := _version_of_run(client, name, run_id)): return known
+    if run_id and metrics is None and evaluation is None and (known := _version_of_run(client, name, run_id)): return known   # a re-run step
     if run_id: flush_open(run_id)                 # registered inside its own track block: write what is pending first
     run = client.get_run(run_id) if run_id else None
     metrics = dict(run.data.metrics if run and metrics is None else metrics or {})

@@ -15,10 +15,10 @@ def store(tmp_path_factory):
         with track("reg") as r: info = r.log_model(Ridge().fit(X, X.distance / 8), X)
         yield root, info.model_uri
 
-def new_versions(model_uri, name, scores, evaluation="eval-A"):
+def new_versions(model_uri, name, scores, evaluation="eval-A", metric="rmse", goals=None):
     from mlops_nb.registry import register
     "Register one version per score; their numbers as ints (a tracking server's REST API gives strings, sqlite ints)."
-    return [int(register(model_uri, name, metrics={"rmse": s}, evaluation=evaluation).version) for s in scores]
+    return [int(register(model_uri, name, metrics={metric: s}, evaluation=evaluation, goals=goals).version) for s in scores]
 
 names = iter(f"m{i}" for i in range(10_000))
 
@@ -26,12 +26,13 @@ names = iter(f"m{i}" for i in range(10_000))
 @given(scores=st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=8),
        min_delta=st.sampled_from([0.0, 0.5, 5.0]), mode=st.sampled_from(["min", "max"]))
 def test_champion_never_gets_worse_without_force(store, scores, min_delta, mode):
+    "A metric declared min or max at registration; the gate reads the direction from the versions."
     from mlops_nb.registry import promote, champion, PromotionRefused
     _, uri = store
     name = next(names)
     held = None
-    for version, score in zip(new_versions(uri, name, scores), scores):
-        try: promote(name, version, metric="rmse", mode=mode, min_delta=min_delta)
+    for version, score in zip(new_versions(uri, name, scores, metric="gain", goals={"gain": mode}), scores):
+        try: promote(name, version, metric="gain", min_delta=min_delta)
         except PromotionRefused as e:
             assert e.candidate == score and e.champion == held
             better = score < held - min_delta if mode == "min" else score > held + min_delta
@@ -39,7 +40,7 @@ def test_champion_never_gets_worse_without_force(store, scores, min_delta, mode)
             continue
         assert held is None or (score < held - min_delta if mode == "min" else score > held + min_delta)
         held = score
-        assert float(champion(name).tags["metric.rmse"]) == held
+        assert float(champion(name).tags["metric.gain"]) == held
 
 def test_gate_refuses_incomparable_or_missing_scores(store):
     from mlops_nb.registry import promote, register, MlopsNbError
