@@ -10,8 +10,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING', 'PROJECT_MARKERS',
            'SETTINGS_FILE', 'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError', 'did_you_mean', 'project_root',
-           'settings', 'tracking_uri', 'artifact_root', 'ensure_store', 'refresh_stats', 'use_store', 'is_lock_model',
-           'RegistryLock', 'store_lock']
+           'settings', 'trusted_types', 'tracking_uri', 'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats',
+           'use_store', 'is_lock_model', 'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -65,6 +65,16 @@ def settings(
                                f"(sections: {', '.join(f'[{s}]' for s in SETTINGS_SECTIONS)})")
     return found
 
+# %% ../nbs/00_config.ipynb #22c10244
+def trusted_types(
+    root:str|Path|None=None, # the project folder or a folder inside it (default: the working directory)
+)->list[str]: # fully qualified type names, e.g. ["myproject.features.Encoder"]
+    "The extra types the project trusts in model files: `[models] trusted_types` in mlops_nb.toml."
+    found = settings(root).get("models", {}).get("trusted_types", [])
+    if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
+        raise MlopsNbError(f"[models] trusted_types in {project_root(root)/SETTINGS_FILE} must be a list of type names, got {found!r}")
+    return found
+
 # %% ../nbs/00_config.ipynb #d8142270
 def tracking_uri(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
@@ -86,8 +96,36 @@ def artifact_root(
     db = _sqlite_path(uri)
     return (db.parent/"mlartifacts").as_uri() if db else None
 
+# %% ../nbs/00_config.ipynb #3907bf65
+def cache_dir()->Path:
+    "mlops_nb's folder in the user's cache (`$XDG_CACHE_HOME/mlops_nb`, else `~/.cache/mlops_nb`)."
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"mlops_nb"
+
+# %% ../nbs/00_config.ipynb #0d4dd5b6
+def _store_template()->Path:
+    "An empty sqlite store migrated for this MLflow version, without experiments: made once, under a lock, in the cache."
+    import mlflow, sqlite3, uuid
+    from filelock import FileLock
+    template = cache_dir()/f"empty-store-mlflow-{mlflow.__version__}.db"
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{template}.lock"):
+        if template.is_file(): return template
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        tmp = template.with_name(f".{template.name}.{uuid.uuid4().hex[:8]}.tmp")
+        SqlAlchemyStore(f"sqlite:///{tmp}", tmp.parent.as_uri()).engine.dispose()
+        with sqlite3.connect(tmp) as con:
+            for table in ("experiment_tags", "experiments"): con.execute(f"DELETE FROM {table}")   # the default experiment is per project
+        os.replace(tmp, template)
+    return template
+
 # %% ../nbs/00_config.ipynb #2feff94a
 _READY: set[str] = set()
+
+def _copy_atomically(src:Path, dest:Path):
+    import shutil, uuid
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
 
 def ensure_store(
     uri:str|None=None, # a tracking URI (default: `tracking_uri()`)
@@ -101,6 +139,7 @@ def ensure_store(
     from filelock import FileLock
     with FileLock(f"{db}.lock"):
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        if not db.exists(): _copy_atomically(_store_template(), db)
         SqlAlchemyStore(uri, artifact_root(uri)).engine.dispose()
         import sqlite3
         with sqlite3.connect(db) as con: con.execute("PRAGMA journal_mode=WAL")

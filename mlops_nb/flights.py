@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util, os
 from contextlib import contextmanager
 from pathlib import Path
-from .config import MlopsNbError
+from .config import MlopsNbError, cache_dir
 
 # %% auto #0
 __all__ = ['FEATURES', 'TARGET', 'MIN_MPH', 'MAX_MPH', 'TRUSTED_TYPES', 'DEFAULT_GRID', 'REPLAY_COLUMNS', 'flights_file',
@@ -36,7 +36,7 @@ def _cached_table()->Path:
     "The flights table as parquet in the user's cache folder, written once (atomically) from the package's CSV."
     import uuid
     source = flights_file()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"mlops_nb"/f"flights-{source.stat().st_size}.parquet"
+    cache = cache_dir()/f"flights-{source.stat().st_size}.parquet"
     if not cache.is_file():
         import pandas as pd
         cache.parent.mkdir(parents=True, exist_ok=True)

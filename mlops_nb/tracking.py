@@ -4,18 +4,18 @@
 
 # %% ../nbs/01_tracking.ipynb #c007e494
 from __future__ import annotations
-import ast, contextlib, hashlib, json, numbers, os, subprocess, sys, time, traceback, uuid
+import ast, contextlib, functools, hashlib, json, numbers, os, subprocess, sys, time, traceback, uuid
 from pathlib import Path
-from .config import MlopsNbError, artifact_root, did_you_mean, project_root, refresh_stats, use_store
+from .config import MlopsNbError, artifact_root, did_you_mean, project_root, refresh_stats, trusted_types, use_store
 from .metrics import GOAL_TAG, GoalError, check_goals, goal, goal_tags
 
 # %% auto #0
 __all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'TAG_NOTEBOOK', 'TAG_EXECUTION', 'ENV_STEP_PARAMS', 'EVALUATION_NAMES',
            'ENV_STEP_RUN', 'NATIVE_KERNEL', 'TAG_PIPELINE', 'TAG_STEP', 'RUN_KINDS', 'notebook_path',
            'papermill_parameters', 'git_tags', 'fingerprint', 'default_experiment', 'experiment_id', 'declare_goals',
-           'Tracker', 'track', 'active_tracker', 'flush_open', 'declared_parameters', 'check_parameters',
-           'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine', 'experiment_goal', 'best_run', 'best_params',
-           'runs', 'plot_runs', 'run_kind', 'run_table']
+           'Tracker', 'track', 'active_tracker', 'flush_open', 'model_requirements', 'declared_parameters',
+           'check_parameters', 'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine', 'experiment_goal',
+           'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
 
 # %% ../nbs/01_tracking.ipynb #ebb6bad5
 ENV_NOTEBOOK = "MLOPS_NB_NOTEBOOK"    # the notebook a papermill kernel executes (set by the `mlops_nb` engine)
@@ -303,6 +303,27 @@ def flush_open(
         if run_id is None or t.run_id == run_id: t.flush()
 
 # %% ../nbs/01_tracking.ipynb #5e1154ff
+@functools.cache
+def _distributions()->dict:
+    "Top-level module -> the installed distributions that provide it (read once per process)."
+    from importlib.metadata import packages_distributions
+    return packages_distributions()
+
+def _estimators(model)->list:
+    "A scikit-learn model and every estimator or transformer inside it."
+    return [model] + [v for v in model.get_params(deep=True).values() if hasattr(v, "get_params") or hasattr(v, "fit")]
+
+def model_requirements(
+    model, # a fitted scikit-learn estimator
+)->list[str]: # pinned pip requirements, e.g. ["scikit-learn==1.9.1", "skops==0.13.0", "mlops-nb==0.1.0"]
+    "What a model needs installed: MLflow's defaults for scikit-learn with skops, and the distribution of every class inside it."
+    from importlib.metadata import version
+    import mlflow.sklearn
+    found = set(mlflow.sklearn.get_default_pip_requirements(include_skops=True))
+    for top in sorted({type(e).__module__.split(".")[0] for e in _estimators(model)} - {"sklearn", "builtins", "__main__"}):
+        found |= {f"{d}=={version(d)}" for d in _distributions().get(top, [])}
+    return sorted(found)
+
 def _log_model(self, model, X, name:str="model", **kwargs):
     "Log a fitted scikit-learn model with the signature and an input example taken from `X`."
     import mlflow.sklearn
@@ -315,6 +336,8 @@ def _log_model(self, model, X, name:str="model", **kwargs):
     example = X.head(5) if hasattr(X, "head") else X[:5]
     try: signature = infer_signature(example, model.predict(example))
     except NotFittedError: raise MlopsNbError(f"the {type(model).__name__} model is not fitted: fit it before log_model") from None
+    if not {"pip_requirements", "extra_pip_requirements", "conda_env"} & set(kwargs): kwargs["pip_requirements"] = model_requirements(model)
+    if trusted_types(): kwargs.setdefault("skops_trusted_types", trusted_types())
     return mlflow.sklearn.log_model(model, name=name, signature=signature, input_example=example, **kwargs)
 
 def _log_figure(self, fig, name:str)->Tracker:
