@@ -154,11 +154,15 @@ def _force(values:tuple)->bool|list:
     "--force alone means every step; --force STEP (repeatable) means those."
     return True if "*" in values else list(values)
 
+def _text_table(rows:list[dict], columns:list[str])->str:
+    "Rows as aligned text columns (without pandas: a cached run prints its table without importing it)."
+    cells = [columns] + [["" if r[c] is None else str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
+
 def _outcome_table(result)->str:
-    df = result.table()
-    df["run_id"] = df.run_id.fillna("").str[:8]
-    df["point"] = df.point.map(lambda p: "" if p is None or p != p else int(p))
-    return df[["step", "point", "status", "seconds", "run_id", "notebook"]].to_string(index=False)
+    rows = [r | {"run_id": (r["run_id"] or "")[:8], "seconds": f"{r['seconds']:.2f}"} for r in result.rows()]
+    return _text_table(rows, ["step", "point", "status", "seconds", "run_id", "notebook"])
 
 def _executor(name:str, scheduler:str|None, jobs:int|None, pipeline):
     "None for the local executor, else a DaskExecutor, created after the pipeline validated (no cluster for bad input)."
@@ -203,7 +207,8 @@ def run_command(pipeline, params, params_file, only, from_step, force, resume, j
     finally:
         if executor: executor.shutdown()
     click.echo(_outcome_table(result))
-    click.echo(f"pipeline {p.name!r} done; MLflow run {result.run_id}; executed notebooks in {result.folder}")
+    click.echo(f"pipeline {p.name!r} done; MLflow run {result.run_id}; executed notebooks in {result.folder}" if result.run_id
+               else f"pipeline {p.name!r}: every step is cached, nothing ran")
 
 @main.command(epilog=examples("mlops-nb steps", "mlops-nb steps other/pipeline.yaml"))
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path())

@@ -278,7 +278,7 @@ def demo_summary(
     return "\n".join([steps.to_string(), "",
         f"best grid point: {best['model']}  (validation RMSE {best['rmse']:.2f} min, MAE {best['mae']:.2f} min)",
         f"champion: flights v{champ.version}, validation RMSE {float(champ.tags['metric.rmse']):.2f} min (run {champ.run_id})",
-        f"executed notebooks: {result.folder}",
+        f"executed notebooks: {result.folder or 'none (every step cached)'}",
         f"every run and model: mlflow ui --backend-store-uri {tracking_uri(folder)}",
         f"the registry: mlops-nb models flights   (in {folder})"])
 

@@ -68,14 +68,21 @@ def _check_keys(found:dict, allowed, where:str):
         if key not in allowed: raise PipelineError(f"unknown key {key!r} in {where}{did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})")
 
 # %% ../nbs/03_pipeline.ipynb #9b0e55e6
+def _cli_value(text:str):
+    "A -p value typed as papermill's CLI types it: True/False/None, an int, a float, else the text."
+    if text in ("True", "False", "None"): return {"True": True, "False": False, "None": None}[text]
+    for kind in (int, float):
+        try: return kind(text)
+        except ValueError: pass
+    return text
+
 def parse_param(
     text:str, # "key=value" as typed after -p
 )->tuple: # (key, typed value)
     "A `-p key=value` argument, typed like papermill's CLI."
-    from papermill.cli import _resolve_type
     key, sep, value = text.partition("=")
     if not sep or not key.strip(): raise PipelineError(f"-p takes key=value, got {text!r}")
-    return key.strip(), _resolve_type(value)
+    return key.strip(), _cli_value(value)
 
 def _read_yaml(path:Path, what:str)->dict:
     import yaml
@@ -133,9 +140,13 @@ def notebook_parameters(
     path:str|Path, # a notebook
 )->dict|None: # name -> default value (None when the default is not a literal); None without a parameters cell
     "The parameters a notebook declares in its `parameters` cell."
-    import nbformat
     from mlops_nb.tracking import declared_parameters
-    return declared_parameters(nbformat.read(str(path), as_version=4))
+    return declared_parameters(_read_notebook(path))
+
+def _read_notebook(path)->dict:
+    "A notebook file's JSON (read without nbformat's schema validation: the runner only needs cells and tags)."
+    try: return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e: raise PipelineError(f"{path} is not a notebook (not valid JSON: {e})") from None
 
 # %% ../nbs/03_pipeline.ipynb #a1d39d12
 def _topological(pipeline:Pipeline)->list[Step]:
@@ -237,9 +248,8 @@ def source_hash(
     path:str|Path, # a notebook
 )->str: # hex digest of its cells' types and sources only
     "A hash of a notebook's source: outputs, execution counts and metadata do not count."
-    import nbformat
-    nb = nbformat.read(str(path), as_version=4)
-    return _digest([(c.cell_type, c.source) for c in nb.cells])
+    from mlops_nb.tracking import _source
+    return _digest([(c["cell_type"], _source(c)) for c in _read_notebook(path)["cells"]])
 
 def _digest(obj)->str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
@@ -361,22 +371,25 @@ class StepResult:
 
 @dataclass
 class PipelineResult:
-    "Every step's result, the pipeline's MLflow run and the folder of executed notebooks."
+    "Every step's result, the pipeline's MLflow run and the folder of executed notebooks (None when every task was cached)."
     pipeline: str
-    run_id: str
-    folder: Path
+    run_id: str|None
+    folder: Path|None
     steps: dict = field(default_factory=dict)
 
     @property
     def ok(self)->bool: return all(r.status in ("ran", "cached") for r in self.steps.values())
 
-    def table(self):
-        "One row per task: step, point, status, cached?, seconds, MLflow run, executed notebook, error."
-        import pandas as pd
-        rows = [{"step": s, "point": i if len(r.outcomes) > 1 else None, "status": o.status, "cached": o.status == "cached",
+    def rows(self)->list[dict]:
+        "One dict per task: step, point, status, cached?, seconds, MLflow run, executed notebook, error."
+        return [{"step": s, "point": i if len(r.outcomes) > 1 else None, "status": o.status, "cached": o.status == "cached",
                  "seconds": round(o.seconds, 2), "run_id": o.run_id, "notebook": o.output, "error": o.error}
                 for s, r in self.steps.items() for i, o in enumerate(r.outcomes)]
-        return pd.DataFrame(rows)
+
+    def table(self):
+        "`rows` as a pandas DataFrame."
+        import pandas as pd
+        return pd.DataFrame(self.rows())
 
 # %% ../nbs/03_pipeline.ipynb #7d9c03b0
 def _goals(pipeline:Pipeline)->dict:
@@ -534,6 +547,20 @@ def _drive(runner:_Runner, order:list):
             for f in finished: runner.finish(f)
         elif pending: raise PipelineError(f"steps {', '.join(s.name for s in pending)} can never start")  # a bug, not bad input
 
+# %% ../nbs/03_pipeline.ipynb #9de7913c
+def _simulate(p:Pipeline, declared:dict, order:list, force)->tuple[dict, list]:
+    "Each step as cached or to run, from the cache records alone: (step -> StepResult, [(task, its record or None)])."
+    sims, tasks = {}, []
+    for step in order:
+        ups = {n: sims[n] for n in step.needs}
+        found = _tasks(p, step, declared[step.name], ups)
+        fresh = all(u.status == "cached" for u in ups.values()) and not (force is True or step.name in force)
+        records = [_cached(p, t) if fresh else None for t in found]
+        sims[step.name] = StepResult(step.name, [Outcome("cached", run_id=r["run_id"], output=r["notebook"]) if r else Outcome("ran") for r in records],
+                                     {k: v for t in found for k, v in t.products.items()}, _digest([t.key for t in found]))
+        tasks += list(zip(found, records))
+    return sims, tasks
+
 # %% ../nbs/03_pipeline.ipynb #ddaadf8c
 def _state(folder:Path)->dict:
     path = folder/"state.json"
@@ -566,6 +593,12 @@ def _selection(pipeline:Pipeline, order:list, only:str|None, from_:str|None, for
         return order, force if force is True else down | force
     return order, force
 
+def _all_cached(p:Pipeline, declared:dict, order:list, force)->PipelineResult|None:
+    "The result of a run in which every task is cached, decided from the cache records alone; None when anything must run."
+    sims, tasks = _simulate(p, declared, order, force)
+    if any(r is None for _, r in tasks): return None
+    return PipelineResult(p.name, None, None, sims)
+
 def run_pipeline(
     pipeline:Pipeline|str|Path="pipeline.yaml", # a Pipeline, or the path of its YAML
     params:dict|None=None, # overrides of pipeline parameters (with a path)
@@ -582,6 +615,7 @@ def run_pipeline(
     p = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, params)
     declared = validate(p)
     order, force = _selection(p, _topological(p), only, from_step, force)
+    if not resume and (done := _all_cached(p, declared, order, force)): return done
     folder = _resumable(p) if resume else p.root/"runs"/p.name/f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     state = _state(folder) if resume else {}
     if resume: p.params = state["params"]
@@ -616,17 +650,10 @@ def plan(
     "The tasks a run would execute, in order, with their parameters and cache state."
     import pandas as pd
     p = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, params)
-    declared, rows, sims = validate(p), [], {}
+    declared = validate(p)
     order, force = _selection(p, _topological(p), only, from_step, force)
-    for step in order:
-        ups = {n: sims[n] for n in step.needs}
-        tasks = _tasks(p, step, declared[step.name], ups)
-        fresh = all(u.status == "cached" for u in ups.values()) and not (force is True or step.name in force)
-        cached = [fresh and _cached(p, t) is not None for t in tasks]
-        sims[step.name] = StepResult(step.name, [Outcome("cached" if c else "ran") for c in cached],
-                                     {k: v for t in tasks for k, v in t.products.items()}, _digest([t.key for t in tasks]))
-        rows += [{"step": t.step, "point": t.point, "cached": c, "params": t.params} for t, c in zip(tasks, cached)]
-    return pd.DataFrame(rows)
+    _, tasks = _simulate(p, declared, order, force)
+    return pd.DataFrame([{"step": t.step, "point": t.point, "cached": r is not None, "params": t.params} for t, r in tasks])
 
 # %% ../nbs/03_pipeline.ipynb #4f3c93fa
 def grid_table(

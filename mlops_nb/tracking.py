@@ -369,18 +369,26 @@ def _typed(text:str):
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError): return text
 
+def _source(cell)->str:
+    "A cell's source as one string (notebook files may store it as a list of lines)."
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
 def declared_parameters(
-    nb, # a notebook (nbformat node) of a Python kernel
-    kernel_name:str|None=None, # the kernel it runs on (default: the notebook's)
+    nb, # a notebook: an nbformat node or the notebook file's JSON as a dict
+    kernel_name:str|None=None, # its kernel (parameters cells of Python kernels are parsed; kept for papermill's engine API)
 )->dict|None: # name -> default (None when not a literal); None when the notebook has no `parameters` cell
-    "The parameters a notebook declares in its `parameters` cell, read by papermill's parser."
-    from papermill.inspection import _infer_parameters
-    if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells): return None
-    for c in nb.cells: c.metadata.setdefault("tags", [])   # papermill's parser expects tags on every cell, as papermill loads them
-    def literal(text):
-        try: return ast.literal_eval(text)
+    "The parameters a notebook declares in its `parameters` cell: its `name = value` and `name: type = value` lines."
+    cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None: return None
+    def literal(node):
+        try: return ast.literal_eval(node)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError): return None
-    return {p.name: literal(p.default) for p in _infer_parameters(nb, kernel_name)}
+    found = {}
+    for node in ast.parse(_source(cell)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name): found[node.targets[0].id] = literal(node.value)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None: found[node.target.id] = literal(node.value)
+    return found
 
 # %% ../nbs/01_tracking.ipynb #a3dcfe8e
 def _fits(value, default)->bool:
@@ -603,7 +611,7 @@ def run_table(
     if df.empty: return df
     tags = df[[c for c in df.columns if c.startswith("tags.")]].rename(columns=lambda c: c[5:])
     if kind is not None: df = df[[run_kind({k: v for k, v in t.items() if isinstance(v, str)}) == kind for t in tags.to_dict("records")]].head(limit)
-    values = df[[c for p in ("params.", "metrics.") for c in df.columns if c.startswith(p)]].dropna(axis=1, how="all")
+    values = df[[c for p in ("params.", "metrics.") for c in sorted(df.columns) if c.startswith(p)]].dropna(axis=1, how="all")
     short = {c: c.split(".", 1)[1] for c in values.columns}
     twice = {s for s in short.values() if list(short.values()).count(s) > 1}
     values = values.rename(columns={c: s if s not in twice else c for c, s in short.items()})

@@ -56,8 +56,11 @@ def test_four_steps_with_a_grid_then_cached_then_one_notebook_touched(project):
     assert sum("rmse" in r.data.metrics for r in steps) == 6                       # track joined each grid point's run
 
     second = mlops("run", cwd=project)
-    assert set(sum(statuses(second.stdout).values(), [])) == {"cached"}
-    assert len(store_runs(project, "flights")[1]) == len(runs) + 1                 # only the new pipeline run, no kernel
+    assert set(sum(statuses(second.stdout).values(), [])) == {"cached"} and "every step is cached" in second.stdout
+    assert len(store_runs(project, "flights")[1]) == len(runs)                     # decided from the cache records: no run, no kernel
+    probe = run(BIN/"python", "-c", "import sys\nfrom mlops_nb.cli import main\ntry: main(['run'], standalone_mode=False)\n"
+                "except SystemExit: pass\nprint(sorted(m for m in ('mlflow', 'papermill', 'pandas', 'nbformat') if m in sys.modules))", cwd=project)
+    assert probe.stdout.strip().endswith("[]"), probe.stdout                       # and without importing what it does not need
 
     nb = nbformat.read(project/"features.ipynb", 4)
     nb.cells[-1].source += "\n# a comment changes the source"
