@@ -350,7 +350,8 @@ def simulate(workdir, from_month, to_month, trigger, windows, min_delta, cooldow
     else: click.echo(replay_report(records))
 
 # %% ../nbs/08_cli.ipynb #c50e950b
-@main.command()
+@main.command(epilog=examples("mlops-nb server                  # the project's own store, on 127.0.0.1:5000",
+                              "mlops-nb server --backend-store-uri postgresql://mlflow@db:5432/mlflow --artifacts-destination /shared/mlartifacts --host 0.0.0.0"))
 @click.option("--backend-store-uri", default=None, metavar="URI", help="The database: postgresql://USER:PASSWORD@HOST:PORT/DB (default: the project's sqlite store).")
 @click.option("--artifacts-destination", default=None, metavar="DIR|URL", help="Where the server keeps artifacts it proxies (default: <project>/mlartifacts).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="The interface to bind: 0.0.0.0 to serve a team.")

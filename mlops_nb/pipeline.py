@@ -193,14 +193,11 @@ def _products(pipeline:Pipeline)->dict:
 
 # %% ../nbs/03_pipeline.ipynb #b532ede7
 def _check_best(step:Step):
-    "A grid step's `best: {metric, mode}`: known keys, and a mode that agrees with the metric's known direction."
-    from mlops_nb.metrics import check_goals
+    "A grid step's `best: {metric, mode}`: known keys, a metric, a mode that is min or max (its agreement with the metric's known direction is checked when the run starts)."
     if not step.best: return
     _check_keys(step.best, ("metric", "mode"), f"the best block of step {step.name!r}")
     if "metric" not in step.best: raise PipelineError(f"step {step.name!r}: best needs a metric, e.g. best: {{metric: rmse, mode: min}}")
-    if "mode" in step.best:
-        try: check_goals({step.best["metric"]: step.best["mode"]}, f"step {step.name!r}: best")
-        except MlopsNbError as e: raise PipelineError(str(e)) from None
+    if step.best.get("mode", "min") not in ("min", "max"): raise PipelineError(f"step {step.name!r}: best mode must be 'min' or 'max', got {step.best['mode']!r}")
 
 def _check_step(pipeline:Pipeline, step:Step)->dict:
     "Check one step against its notebook; return the notebook's declared parameters."
@@ -393,8 +390,11 @@ class PipelineResult:
 
 # %% ../nbs/03_pipeline.ipynb #7d9c03b0
 def _goals(pipeline:Pipeline)->dict:
-    "The directions declared by the steps' best blocks."
-    return {s.best["metric"]: s.best["mode"] for s in pipeline.steps if s.best.get("metric") and s.best.get("mode")}
+    "The directions declared by the steps' best blocks, refused when one contradicts scikit-learn's direction of its metric."
+    from mlops_nb.metrics import check_goals
+    goals = {s.best["metric"]: s.best["mode"] for s in pipeline.steps if s.best.get("metric") and s.best.get("mode")}
+    try: return check_goals(goals, f"pipeline {pipeline.name!r}: best")
+    except MlopsNbError as e: raise PipelineError(str(e)) from None
 
 def _set_aside(pipeline:Pipeline, path:Path)->Path:
     "Move a file or folder the runner did not create out of the way, into .mlops_nb/replaced/; where it went."
@@ -413,6 +413,7 @@ class _Runner:
         from tqdm.auto import tqdm
         from mlops_nb.config import use_store
         from mlops_nb.tracking import TAG_PIPELINE, declare_goals, experiment_id, git_tags
+        goals = _goals(pipeline)       # a contradicting best block fails before any run is created
         self.p, self.declared, self.executor, self.force, self.kernel, self.folder = pipeline, declared, executor, force, kernel, folder
         self.uri = use_store(pipeline.root)
         self.client = mlflow.MlflowClient(self.uri)
@@ -424,7 +425,7 @@ class _Runner:
                 TAG_PIPELINE: pipeline.name, "mlops_nb.folder": str(folder)}).info.run_id
             self.client.log_batch(run_id, params=_params(pipeline.params))
         self.exp_id, self.result = exp_id, PipelineResult(pipeline.name, run_id, folder)
-        declare_goals(exp_id, _goals(pipeline))  # the best blocks' directions, for best_run and register_best later
+        declare_goals(exp_id, goals)  # the best blocks' directions, for best_run and register_best later
         self.origin = {"mlops_nb.papermill": "true", **git_tags(pipeline.root)}  # every step run: how and from which commit
         total = sum(len(list(itertools.product(*s.grid.values()))) if s.grid else 1 for s in pipeline.steps)
         self.bar = tqdm(total=total, desc=pipeline.name, unit="task", disable=not progress)
