@@ -165,10 +165,10 @@ def _columns(schema)->dict|None:
     return {s.name: _VALUE_CHECKS.get(s.type.name) if isinstance(s.type, DataType) else None for s in schema.inputs}
 
 def _check_value(name:str, v, check, row:int):
-    "Refuse a value of the wrong type for its column (400, MLflow's code for a signature mismatch)."
+    "Refuse a value of the wrong type for its column (400, with MLflow's code for data it cannot convert)."
     if check is None or v is None or check[0](v) or v != v: return
     got = "a list" if isinstance(v, list) else "an object" if isinstance(v, dict) else f"{json.dumps(v)[:40]} ({type(v).__name__})"
-    raise RequestError(f"column {name!r} must hold {check[1]}, got {got} in row {row}", 400, INVALID)
+    raise RequestError(f"column {name!r} must hold {check[1]}, got {got} in row {row}")
 
 # %% ../nbs/04_serving.ipynb #bf0a349a
 def _records(records:list, cols:dict|None)->list:
@@ -361,7 +361,7 @@ def known_columns(
         if check is None or name not in frame.columns: continue
         values = frame[name]
         ok = values.dtype.kind in _KINDS[check[1]] and (check[1] != "text" or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"))
-        if not ok: raise RequestError(f"column {name!r} must hold {check[1]}, got {pd.api.types.infer_dtype(values, skipna=True)}", 400, INVALID)
+        if not ok: raise RequestError(f"column {name!r} must hold {check[1]}, got {pd.api.types.infer_dtype(values, skipna=True)}")
     return frame
 
 # %% ../nbs/04_serving.ipynb #7a532d8a
