@@ -1005,6 +1005,16 @@ def _header_timeout_protocol(seconds:float):
             super().connection_lost(exc)
     return HeaderTimeout
 
+# %% ../nbs/04_serving.ipynb #7f431448
+def _log_to_stderr(level:int=logging.INFO):
+    "Show mlops_nb's log records on stderr, in uvicorn's format, unless the application configured its own handlers."
+    log = logging.getLogger("mlops_nb")
+    if log.handlers: return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level)
+
 # %% ../nbs/04_serving.ipynb #e6931be4
 def serve(
     model:str, # the champion's URI, e.g. models:/flights@champion
@@ -1025,6 +1035,7 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not (token or os.environ.get(TOKEN_ENV)):
         print(f"warning: serving on {host} without a token: anyone who can reach port {port} can call the model "
               f"(set --token or {TOKEN_ENV})", file=sys.stderr)
+    _log_to_stderr()
     if kwargs.get("allow_pickle"):
         print("warning: allow_pickle: models stored in formats that can run code (pickle, custom loaders) will be loaded", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=10,
