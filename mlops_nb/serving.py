@@ -462,17 +462,15 @@ def _segment_line(frame, predictions:list, variant:str, version:int|None, reques
 # %% ../nbs/04_serving.ipynb #c902ccb2
 def _read_segment(path:Path)->tuple[dict, list, list]:
     "(columns, predictions, per-request (rows, variant, version, time, id)) of a segment's complete lines."
-    cols, pred, meta = {}, [], []
+    from itertools import chain
+    docs = []
     with open(path, "rb") as f:
         for raw in f:
-            try: doc = json.loads(raw)
+            try: docs.append(json.loads(raw))
             except ValueError: continue                 # a torn last line: that request was never answered
-            n, before = len(doc["p"]), len(pred)
-            for name, values in doc["c"].items(): cols.setdefault(name, [None] * before).extend(values)
-            pred.extend(doc["p"])
-            for col in cols.values(): col.extend([None] * (before + n - len(col)))
-            meta.append((n, doc["v"], doc["n"], doc["t"], doc["i"]))
-    return cols, pred, meta
+    names = dict.fromkeys(name for d in docs for name in d["c"])
+    cols = {name: list(chain.from_iterable(d["c"].get(name) or [None] * len(d["p"]) for d in docs)) for name in names}
+    return cols, list(chain.from_iterable(d["p"] for d in docs)), [(len(d["p"]), d["v"], d["n"], d["t"], d["i"]) for d in docs]
 
 def _column(values:list):
     "A pyarrow array, falling back to text for mixed or nested values."
@@ -484,7 +482,8 @@ def _table(cols:dict, pred:list, meta:list):
     "Rows read from a segment as one pyarrow table."
     import numpy as np, pyarrow as pa
     counts = [m[0] for m in meta]
-    rep = lambda i, t: pa.array(np.repeat(np.array([m[i] for m in meta], dtype=object), counts).tolist(), t)
+    each = pa.array(np.repeat(np.arange(len(meta)), counts))      # the request of every row
+    rep = lambda i, t: pa.array([m[i] for m in meta], t).take(each)
     stamps = (np.repeat([m[3] for m in meta], counts) * 1e6).astype("int64")
     arrays = {k: _column(v) for k, v in cols.items()}
     arrays |= {"prediction": _column(pred), VARIANT_COLUMN: rep(1, pa.string()), "version": rep(2, pa.int64()),

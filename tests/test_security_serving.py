@@ -181,7 +181,9 @@ def test_slow_clients_are_cut_off_and_a_disconnect_is_no_500(shared):
         body = raw(shared.url)                                                # headers done, the body never comes
         body.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data")
         body.settimeout(30)
-        answer = body.recv(65536).decode(errors="replace")
+        answer = b""
+        while b"REQUEST_TIMEOUT" not in answer and (chunk := body.recv(65536)): answer += chunk   # headers, then the JSON
+        answer = answer.decode(errors="replace")
         gone = raw(shared.url)                                                # leaves in the middle of its body
         gone.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"da")
         time.sleep(0.3)
@@ -263,6 +265,29 @@ def test_mlflow_scoring_server_gives_the_same_answers_except_where_we_refuse_mor
     assert {n: o for n, (o, _) in differ.items()} == OURS_DIFFER
     assert {n: m for n, (_, m) in differ.items()} == {"a bool for a number": 200, "a fraction for a whole number": 200, "a number for a string": 200,
                                                       "null in a required column": 200, "int literal of 5000 digits": 500}
+
+# --- finding 2: a queue of heavy requests: the time limit answers them, a stop does not drain them --------------------------
+
+def test_heavy_burst_is_cut_at_the_time_limit_and_sigint_does_not_drain_the_queue(shared):
+    "Runs last on the shared server (it stops it): 40 requests of 60,000 rows each queue up behind one scoring thread."
+    body = json.dumps({"dataframe_records": [ROW] * 60_000}).encode()
+    answers, lock = [], threading.Lock()
+    def post():
+        t = time.perf_counter()
+        try: status = httpx.post(f"{shared.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120).status_code
+        except httpx.HTTPError as e: status = type(e).__name__
+        with lock: answers.append((status, time.perf_counter() - t))
+    threads = [threading.Thread(target=post) for _ in range(40)]
+    for t in threads: t.start()
+    time.sleep(1.0)
+    stopping = time.monotonic()
+    code = shared.stop()                                                   # SIGINT, as Ctrl-C
+    stopped = time.monotonic() - stopping
+    for t in threads: t.join(120)
+    statuses = sorted({str(s) for s, _ in answers})
+    print(f"\nheavy burst: {len(answers)} answered {statuses}, slowest {max(x for _, x in answers):.1f} s; SIGINT stopped the server in {stopped:.1f} s")
+    assert code == 0 and stopped < 15          # the queue is dropped: draining it took 40 x the time of one request
+    assert len(answers) == 40 and all(s in (200, 504) or isinstance(s, str) for s, _ in answers)
 
 # --- finding 4: log columns that collide ---------------------------------------------------------------------------
 
