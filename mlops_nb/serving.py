@@ -171,17 +171,19 @@ def _check_value(name:str, v, check, row:int):
     raise RequestError(f"column {name!r} must hold {check[1]}, got {got} in row {row}")
 
 # %% ../nbs/04_serving.ipynb #bf0a349a
+_PLAIN = {"text": {str}, "whole numbers": {int}, "numbers": {int, float}, "true or false": {bool}}  # types that need no closer look
+
 def _records(records:list, cols:dict|None)->list:
     "Records with only the signature's columns, their values checked (without names: the keys counted)."
     if cols is None:
         _count("columns", len(set().union(*(r for r in records if isinstance(r, dict)))), MAX_COLUMNS)
         return records
-    out = []
-    for i, r in enumerate(records):
-        if isinstance(r, dict):
-            r = {k: r[k] for k in cols if k in r}
-            for k, v in r.items(): _check_value(k, v, cols[k], i)
-        out.append(r)
+    keys = set(cols)
+    out = [({k: r[k] for k in cols if k in r} if r.keys() - keys else r) if isinstance(r, dict) else r for r in records]
+    for name, check in cols.items():
+        if check is None or set(map(type, [r.get(name) for r in out if isinstance(r, dict)])) <= _PLAIN[check[1]] | {type(None)}: continue
+        for i, r in enumerate(out):                       # a value to look at closely: name the first wrong one
+            if isinstance(r, dict): _check_value(name, r.get(name), check, i)
     return out
 
 # %% ../nbs/04_serving.ipynb #2aca7bc8
@@ -844,7 +846,8 @@ def _parse(self, body:bytes, content_type:str|None, endpoint:str, loaded:Loaded)
     if endpoint == "predict": data, params = parse_records(body, loaded.schema, self.max_rows), None
     else: data, params = parse_invocation(body, content_type, loaded.schema, self.max_rows, self.max_body)
     frame = _as_frame(data, loaded.schema)
-    if isinstance(data, pd.DataFrame): data = frame = known_columns(frame, loaded.schema)
+    if isinstance(data, pd.DataFrame) and endpoint != "predict" and _media_type(content_type) != _JSON:   # JSON was checked before parsing
+        data = frame = known_columns(frame, loaded.schema)
     check_rows(frame, loaded.schema, self.max_rows)
     return data, params, frame
 
