@@ -351,16 +351,18 @@ def _has_missing(values)->bool:
 _KINDS = {"text": "OSU", "whole numbers": "iu", "numbers": "iuf", "true or false": "b"}
 
 def known_columns(
-    frame, # a parsed table (from CSV or parquet)
+    frame, # a parsed table
     schema=None, # the model's input schema
+    check_types:bool=True, # also check each column's type (JSON values were checked before parsing)
 ): # the table with only the signature's columns, in its order, their types checked
-    "Drop columns the signature does not name and refuse a column of the wrong type."
+    "Drop columns the signature does not name, put the rest in the signature's order, refuse a column of the wrong type."
     import pandas as pd
     cols = _columns(schema)
     if cols is None: return frame
-    frame = frame[[c for c in cols if c in frame.columns]] if list(frame.columns) != [c for c in cols if c in frame.columns] else frame
+    order = [c for c in cols if c in frame.columns]
+    if list(frame.columns) != order: frame = frame[order]
     for name, check in cols.items():
-        if check is None or name not in frame.columns: continue
+        if not check_types or check is None or name not in frame.columns: continue
         values = frame[name]
         ok = values.dtype.kind in _KINDS[check[1]] and (check[1] != "text" or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"))
         if not ok: raise RequestError(f"column {name!r} must hold {check[1]}, got {pd.api.types.infer_dtype(values, skipna=True)}")
@@ -846,8 +848,8 @@ def _parse(self, body:bytes, content_type:str|None, endpoint:str, loaded:Loaded)
     if endpoint == "predict": data, params = parse_records(body, loaded.schema, self.max_rows), None
     else: data, params = parse_invocation(body, content_type, loaded.schema, self.max_rows, self.max_body)
     frame = _as_frame(data, loaded.schema)
-    if isinstance(data, pd.DataFrame) and endpoint != "predict" and _media_type(content_type) != _JSON:   # JSON was checked before parsing
-        data = frame = known_columns(frame, loaded.schema)
+    if isinstance(data, pd.DataFrame):   # JSON values were type-checked before parsing
+        data = frame = known_columns(frame, loaded.schema, check_types=endpoint != "predict" and _media_type(content_type) != _JSON)
     check_rows(frame, loaded.schema, self.max_rows)
     return data, params, frame
 
