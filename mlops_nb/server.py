@@ -4,14 +4,14 @@
 
 # %% ../nbs/11_server.ipynb #266aecdf
 from __future__ import annotations
-import os, signal, socket, subprocess, sys, tempfile, time
+import os, signal, socket, subprocess, sys, tempfile, threading, time
 from dataclasses import dataclass
 from pathlib import Path
 from .config import MlopsNbError, ensure_store, project_root
 
 # %% auto #0
 __all__ = ['BACKENDS', 'default_backend', 'check_backend', 'free_port', 'check_port', 'server_uri', 'allowed_hosts',
-           'check_artifacts', 'server_command', 'Server', 'start_server', 'run_server']
+           'check_artifacts', 'server_command', 'server_env', 'Server', 'start_server', 'run_server']
 
 # %% ../nbs/11_server.ipynb #8e66163e
 BACKENDS = {"postgresql": "psycopg2", "postgresql+psycopg2": "psycopg2", "postgresql+psycopg": "psycopg",
@@ -133,18 +133,22 @@ def check_artifacts(
 
 # %% ../nbs/11_server.ipynb #641d761a
 def server_command(
-    backend_store_uri:str, # the database: postgresql://user:password@host:port/db or sqlite:///path
     artifacts_destination:str|Path, # where proxied artifacts are stored: a folder or an object-store URL
     host:str="127.0.0.1", # the interface to bind (0.0.0.0 for a team server)
     port:int=5000, # the port
     workers:int=1, # uvicorn worker processes (see above before raising it)
     extra_hosts:list[str]|None=None, # more Host headers to accept (a DNS name or proxy the team uses)
 )->list[str]: # the argv
-    "The `mlflow server` command for a tracking server with proxied artifacts."
+    "The `mlflow server` command for a tracking server with proxied artifacts (the database comes from `server_env`)."
     hosts = ",".join([allowed_hosts(host, port), *(extra_hosts or [])])
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
-            "--serve-artifacts", "--artifacts-destination", str(artifacts_destination),
+    return [sys.executable, "-m", "mlflow", "server", "--serve-artifacts", "--artifacts-destination", str(artifacts_destination),
             "--host", host, "--port", str(port), "--workers", str(workers), "--allowed-hosts", hosts]
+
+def server_env(
+    backend_store_uri:str, # the database: postgresql://user:password@host:port/db or sqlite:///path
+)->dict: # the environment for `server_command`
+    "This process's environment plus the database URL, which must not be on the command line."
+    return dict(os.environ) | {"MLFLOW_BACKEND_STORE_URI": backend_store_uri}
 
 # %% ../nbs/11_server.ipynb #620f26ac
 def _tail(path:Path, lines:int=25)->str:
@@ -158,21 +162,26 @@ class Server:
     process:subprocess.Popen # the `mlflow server` process (leader of its process group)
     log:Path # its stdout and stderr
     command:list # the argv it was started with
+    backend:str="" # its database URL, password hidden, for messages
 
     def alive(self)->bool: return self.process.poll() is None
 
     def stop(self, timeout:float=15):
-        "Stop the server and its workers (SIGTERM, then SIGKILL after `timeout` seconds)."
+        "Stop the server, its workers and job runners (SIGTERM, then SIGKILL after `timeout` seconds)."
+        family = _descendants(self.process.pid)   # also those that left the process group
         if self.process.poll() is None:
             _signal_group(self.process, signal.SIGTERM)
             try: self.process.wait(timeout)
             except subprocess.TimeoutExpired: _signal_group(self.process, signal.SIGKILL); self.process.wait()
         _signal_group(self.process, signal.SIGKILL)  # workers that outlived their parent
+        for pid in family:
+            try: os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError): pass
 
     def wait(self)->int:
-        "Block until the server exits (Ctrl-C stops it); its exit code."
+        "Block until the server exits (Ctrl-C stops it); its exit code (130 after Ctrl-C)."
         try: return self.process.wait()
-        except KeyboardInterrupt: self.stop(); return 0
+        except KeyboardInterrupt: self.stop(); return 128 + signal.SIGINT
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.stop()
@@ -180,6 +189,18 @@ class Server:
 def _signal_group(process, sig):
     try: os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError): pass
+
+def _descendants(pid:int)->list[int]:
+    "Every living process below `pid` (children, their children, ...), from /proc; [] where there is no /proc."
+    children:dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try: fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError): continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []): found.append(child); todo.append(child)
+    return found
 
 def _healthy(url:str)->bool:
     import urllib.request
@@ -203,12 +224,14 @@ def start_server(
     artifacts = check_artifacts(artifacts_destination or project_root()/"mlartifacts")
     port = check_port(host, port or free_port("127.0.0.1" if host in _WILDCARD else host))
     if workers < 1: raise MlopsNbError(f"workers must be at least 1, got {workers}")
-    cmd = server_command(backend, artifacts, host, port, workers, extra_hosts)
+    cmd = server_command(artifacts, host, port, workers, extra_hosts)
     log = Path(log) if log else Path(tempfile.mkstemp(prefix="mlops_nb-server-", suffix=".log")[1])
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    server = Server(server_uri(host, port), proc, log, cmd)
-    _wait_healthy(server, server_uri("127.0.0.1" if host in _WILDCARD else host, port), timeout)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=server_env(backend))
+    server = Server(server_uri(host, port), proc, log, cmd, _redact(backend))
+    try: _wait_healthy(server, server_uri("127.0.0.1" if host in _WILDCARD else host, port), timeout)
+    except BaseException: server.stop(); raise   # an error, Ctrl-C or SIGTERM while starting leaves nothing running
     return server
 
 def _wait_healthy(server:Server, probe:str, timeout:float):
@@ -224,6 +247,24 @@ def _wait_healthy(server:Server, probe:str, timeout:float):
                                f"({server.log}):\n{_tail(server.log)}")
         time.sleep(0.25)
 
+# %% ../nbs/11_server.ipynb #aaa5e09d
+class _Stopped(BaseException):
+    "SIGTERM or SIGHUP arrived: unwind like Ctrl-C, stopping what was started."
+    def __init__(self, signum:int): self.signum = signum
+
+class _signals_stop:
+    "Within this block (in the main thread), SIGTERM and SIGHUP raise `_Stopped`; the old handlers come back after."
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+    def __enter__(self):
+        self.saved = {}
+        if threading.current_thread() is threading.main_thread():
+            self.saved = {s: signal.signal(s, self._raise) for s in self.SIGNALS}
+        return self
+    @staticmethod
+    def _raise(signum, frame): raise _Stopped(signum)
+    def __exit__(self, *exc):
+        for s, handler in self.saved.items(): signal.signal(s, handler)
+
 # %% ../nbs/11_server.ipynb #16d408a2
 def run_server(
     backend_store_uri:str|None=None, # the database (default: the project's sqlite store)
@@ -233,11 +274,14 @@ def run_server(
     workers:int=1, # uvicorn worker processes (more: see server_command)
     extra_hosts:list[str]|None=None, # more Host headers to accept
     echo=print, # how to tell the user (click.echo in the CLI)
-)->int: # the server's exit code (0 after Ctrl-C)
+)->int: # the server's exit code, or 128 + the signal that stopped it (130 Ctrl-C, 143 SIGTERM)
     "Start a tracking server, print the MLFLOW_TRACKING_URI to export, and serve until interrupted."
-    server = start_server(backend_store_uri, artifacts_destination, host, port, workers, extra_hosts)
-    echo(f"mlflow server on {_redact(server.command[server.command.index('--backend-store-uri') + 1])}, "
-         f"artifacts in {server.command[server.command.index('--artifacts-destination') + 1]}, log {server.log}")
-    echo(f"export MLFLOW_TRACKING_URI={server.url}")
-    try: return server.wait()
-    finally: server.stop()
+    with _signals_stop():
+        try:
+            server = start_server(backend_store_uri, artifacts_destination, host, port, workers, extra_hosts)
+            echo(f"mlflow server on {server.backend}, artifacts in {server.command[server.command.index('--artifacts-destination') + 1]}, "
+                 f"log {server.log}")
+            echo(f"export MLFLOW_TRACKING_URI={server.url}")
+            try: return server.wait()
+            finally: server.stop()
+        except _Stopped as e: return 128 + e.signum

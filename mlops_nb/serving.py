@@ -4,15 +4,17 @@
 
 # %% ../nbs/04_serving.ipynb #ad7f4a06
 from __future__ import annotations
-import asyncio, hashlib, hmac, io, json, logging, os, re, threading, time, uuid
+import asyncio, fcntl, hashlib, hmac, io, json, logging, os, re, threading, time, uuid
 from dataclasses import dataclass
 from pathlib import Path
 from .config import MlopsNbError, PREDICTION_LOG, VARIANT_COLUMN, project_root, use_store
+from .loading import load_with_format
 
 # %% auto #0
-__all__ = ['LOG_COLUMNS', 'TOKEN_ENV', 'RequestError', 'ModelRef', 'model_ref', 'Loaded', 'Variant', 'resolve', 'load_version',
-           'parse_invocation', 'parse_records', 'check_rows', 'predict_rows', 'key_share', 'to_challenger',
-           'PredictionLog', 'read_predictions', 'Metrics', 'ModelService', 'create_app', 'serve', 'score']
+__all__ = ['INVALID', 'MAX_ROWS', 'MAX_COLUMNS', 'LOG_COLUMNS', 'TOKEN_ENV', 'RequestError', 'ModelRef', 'model_ref', 'Loaded',
+           'Variant', 'resolve', 'load_version', 'parse_invocation', 'parse_records', 'known_columns', 'check_rows',
+           'predict_rows', 'key_share', 'to_challenger', 'compact_segment', 'compact_log', 'PredictionLog',
+           'read_predictions', 'Metrics', 'ModelService', 'create_app', 'serve', 'score']
 
 # %% ../nbs/04_serving.ipynb #06d7a24c
 class RequestError(MlopsNbError):
@@ -60,6 +62,7 @@ class Loaded:
     run_id:str|None
     uri:str
     loaded_at:float
+    unsafe:str|None=None # why this model's format can run code, when it was loaded with allow_pickle
 
     @property
     def schema(self): return self.model.metadata.get_input_schema()
@@ -73,11 +76,12 @@ class Variant:
     error:str|None=None # the last failed load or lookup, None once one succeeds
 
     def info(self)->dict:
-        "Name, alias, version, run id and load time, as /version shows them."
+        "Name, alias, version, run id, load time and an allow_pickle opt-in, as /version shows them."
         c = self.current
         return {"variant": self.name, "uri": self.ref.uri, "name": self.ref.name, "alias": self.ref.alias,
                 "version": c and c.version, "run_id": c and c.run_id, "error": self.error,
-                "loaded_at": c and time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.loaded_at))}
+                "loaded_at": c and time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.loaded_at)),
+                "allow_pickle": c and c.unsafe}
 
 # %% ../nbs/04_serving.ipynb #f488b526
 def _registry_error(ref:ModelRef, e:Exception)->MlopsNbError:
@@ -101,24 +105,28 @@ def load_version(
     ref:ModelRef, # what to load
     version:int|None, # the version `resolve` found (None for a fixed URI)
     run_id:str|None=None, # its run, when known
+    allow_pickle:bool=False, # also load formats that can run code (recorded)
+    root:str|Path|None=None, # the project whose trusted types apply (default: `project_root()`)
 )->Loaded: # the loaded model
-    "Load one version of a model as a pyfunc (skops for scikit-learn: no arbitrary code runs)."
-    import mlflow.pyfunc
+    "Load one version of a model as a pyfunc, refusing formats that can run code unless `allow_pickle`."
     uri = f"models:/{ref.name}/{version}" if version is not None else ref.uri
-    try: model = mlflow.pyfunc.load_model(uri)
+    try: model, fmt = load_with_format(uri, allow_pickle, root)
+    except MlopsNbError: raise
     except Exception as e: raise MlopsNbError(f"cannot load {uri} ({type(e).__name__}: {e})") from None
-    return Loaded(model, version, run_id or model.metadata.run_id, uri, time.time())
+    return Loaded(model, version, run_id or model.metadata.run_id, uri, time.time(), fmt.reason)
 
 # %% ../nbs/04_serving.ipynb #69ec0244
 _JSON, _CSV, _PARQUET = "application/json", "text/csv", "application/vnd.apache.parquet"
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+INVALID = "INVALID_PARAMETER_VALUE"  # MLflow's error code for input the model's signature refuses
 
 def _mlflow_error(e:Exception, what:str)->RequestError:
-    "A parsing or scoring failure as a 4xx naming the problem (MLflow's message without the data dump)."
+    "A parsing or scoring failure as a 4xx naming the problem (MLflow's message without the data dump, MLflow's error code)."
     msg = getattr(e, "message", None) or str(e)
     if "Error: " in msg and msg.startswith("Failed to "): msg = msg.rsplit("Error: ", 1)[1]
     msg = msg.replace("Invalid input. ", "").strip()
-    return RequestError(f"{what}: {msg or type(e).__name__}")
+    code = getattr(e, "error_code", None)
+    return RequestError(f"{what}: {msg or type(e).__name__}", 400, code if code in ("BAD_REQUEST", INVALID) else "BAD_REQUEST")
 
 def _decode_json(body:bytes):
     "The JSON document in `body`, or a 400 saying where it is broken."
@@ -126,6 +134,7 @@ def _decode_json(body:bytes):
     except UnicodeDecodeError as e: raise RequestError(f"the body is not UTF-8 text (byte {e.start}): send UTF-8 encoded JSON") from None
     except json.JSONDecodeError as e: raise RequestError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError: raise RequestError("the JSON is nested too deeply") from None
+    except ValueError as e: raise RequestError(f"the JSON holds a number Python will not read ({str(e).split(':')[0]})") from None
 
 def _media_type(content_type:str|None)->str:
     "The media type of a Content-Type header; only charset=utf-8 is accepted as a parameter."
@@ -135,50 +144,189 @@ def _media_type(content_type:str|None)->str:
             raise RequestError(f"unsupported Content-Type parameter {p!r}: only charset=utf-8", 415, "UNSUPPORTED_MEDIA_TYPE")
     return mime
 
+# %% ../nbs/04_serving.ipynb #3c96e732
+MAX_ROWS, MAX_COLUMNS = 100_000, 1_000
+
+def _count(what:str, n:int, limit:int):
+    "Refuse a request with more than `limit` rows or columns (413)."
+    if n > limit: raise RequestError(f"the request has {n} {what}, more than the {limit} allowed: send fewer per request", 413, "REQUEST_TOO_LARGE")
+
+# %% ../nbs/04_serving.ipynb #63ae898c
+def _is_whole(v)->bool: return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+def _is_number(v)->bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+_VALUE_CHECKS = {"string": (lambda v: isinstance(v, str), "text"), "long": (_is_whole, "whole numbers"),
+                 "integer": (_is_whole, "whole numbers"), "double": (_is_number, "numbers"), "float": (_is_number, "numbers"),
+                 "boolean": (lambda v: isinstance(v, bool), "true or false")}
+
+def _columns(schema)->dict|None:
+    "Column name -> (check, what it must hold) for a schema with named columns (None: a type not checked here)."
+    from mlflow.types import DataType
+    if schema is None or not schema.has_input_names(): return None
+    return {s.name: _VALUE_CHECKS.get(s.type.name) if isinstance(s.type, DataType) else None for s in schema.inputs}
+
+def _check_value(name:str, v, check, row:int):
+    "Refuse a value of the wrong type for its column (400, with MLflow's code for data it cannot convert)."
+    if check is None or v is None or check[0](v) or v != v: return
+    got = "a list" if isinstance(v, list) else "an object" if isinstance(v, dict) else f"{json.dumps(v)[:40]} ({type(v).__name__})"
+    raise RequestError(f"column {name!r} must hold {check[1]}, got {got} in row {row}")
+
+# %% ../nbs/04_serving.ipynb #bf0a349a
+_PLAIN = {"text": {str}, "whole numbers": {int}, "numbers": {int, float}, "true or false": {bool}}  # types that need no closer look
+
+def _records(records:list, cols:dict|None)->list:
+    "Records with only the signature's columns, their values checked (without names: the keys counted)."
+    if cols is None:
+        _count("columns", len(set().union(*(r for r in records if isinstance(r, dict)))), MAX_COLUMNS)
+        return records
+    keys = set(cols)
+    out = [({k: r[k] for k in cols if k in r} if r.keys() - keys else r) if isinstance(r, dict) else r for r in records]
+    for name, check in cols.items():
+        if check is None or set(map(type, [r.get(name) for r in out if isinstance(r, dict)])) <= _PLAIN[check[1]] | {type(None)}: continue
+        for i, r in enumerate(out):                       # a value to look at closely: name the first wrong one
+            if isinstance(r, dict): _check_value(name, r.get(name), check, i)
+    return out
+
+# %% ../nbs/04_serving.ipynb #2aca7bc8
+def _split(doc:dict, cols:dict|None)->dict:
+    "A `dataframe_split` document with only the signature's columns, their values checked."
+    columns, data = doc.get("columns"), doc.get("data")
+    if not (isinstance(columns, list) and isinstance(data, list)): return doc   # MLflow's parser says what is missing
+    if cols is None: _count("columns", len(columns), MAX_COLUMNS); return doc
+    keep = [i for i, c in enumerate(columns) if isinstance(c, str) and c in cols]
+    rows = []
+    for n, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise RequestError(f"row {n} of 'dataframe_split' has {len(row) if isinstance(row, list) else 'no list of'} values for {len(columns)} columns")
+        rows.append([row[i] for i in keep])
+        for j, i in enumerate(keep): _check_value(columns[i], row[i], cols[columns[i]], n)
+    return {"columns": [columns[i] for i in keep], "data": rows} | ({"index": doc["index"]} if "index" in doc else {})
+
+# %% ../nbs/04_serving.ipynb #8a0dc711
+def _inputs(doc, cols:dict|None, max_rows:int):
+    "An `inputs` (or dict-shaped `instances`) document: a dict of columns trimmed and checked, or a list counted."
+    if not isinstance(doc, dict):
+        if isinstance(doc, list): _count("rows", len(doc), max_rows)
+        return doc
+    if cols is None: _count("columns", len(doc), MAX_COLUMNS)
+    else: doc = {k: v for k, v in doc.items() if k in cols}
+    for k, v in doc.items():
+        values = v if isinstance(v, list) else [v]
+        _count("rows", len(values), max_rows)
+        if cols:
+            for i, x in enumerate(values): _check_value(k, x, cols[k], i)
+    return doc
+
+def _bounded(key:str, value, cols:dict|None, max_rows:int):
+    "The value of one JSON input format, counted, trimmed to the signature and type-checked before MLflow parses it."
+    if key in ("dataframe_records", "instances") and isinstance(value, list):
+        _count("rows", len(value), max_rows)
+        return _records(value, cols)
+    if key == "dataframe_split" and isinstance(value, dict):
+        if isinstance(value.get("data"), list): _count("rows", len(value["data"]), max_rows)
+        return _split(value, cols)
+    return _inputs(value, cols, max_rows) if key in ("inputs", "instances") else value
+
 # %% ../nbs/04_serving.ipynb #4d3d7ae7
-def _json_payload(doc, schema):
-    "Model input and params from an MLflow JSON document."
-    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+def _format_key(doc)->str:
+    "The one MLflow input format a JSON document uses."
+    from mlflow.pyfunc.utils.serving_data_parser import is_unified_llm_input
     if not isinstance(doc, dict):
         raise RequestError(f"the JSON must be an object with one of the keys {', '.join(_FORMATS)}, got {type(doc).__name__}")
     keys = [k for k in _FORMATS if k in doc]
-    if len(keys) != 1:
-        got = ", ".join(map(repr, list(doc)[:10])) or "none"
-        raise RequestError(f"unknown or ambiguous input format: the JSON needs exactly one of the keys {', '.join(_FORMATS)} (got keys: {got})")
-    params = doc.get("params")
-    if params is not None and not isinstance(params, dict): raise RequestError(f"'params' must be a JSON object, got {type(params).__name__}")
-    try: return infer_and_parse_data({keys[0]: doc[keys[0]]}, schema), params or None
-    except RequestError: raise
-    except Exception as e: raise _mlflow_error(e, f"cannot read {keys[0]!r} as model input") from None
+    if len(keys) == 1: return keys[0]
+    got = ", ".join(map(repr, list(doc)[:10])) or "none"
+    if not keys and is_unified_llm_input(doc):
+        raise RequestError(f"this model takes tabular input, not a chat/completions payload (got keys: {got}): send one of "
+                           f"the keys {', '.join(_FORMATS)}", 400, INVALID)
+    raise RequestError(f"unknown or ambiguous input format: the JSON needs exactly one of the keys {', '.join(_FORMATS)} (got keys: {got})")
 
+def _json_payload(doc, schema, max_rows:int=MAX_ROWS):
+    "Model input and params from an MLflow JSON document, bounded and checked before MLflow parses it."
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+    key = _format_key(doc)
+    value = _bounded(key, doc[key], _columns(schema), max_rows)
+    try: return infer_and_parse_data({key: value}, schema), doc.get("params")
+    except RequestError: raise
+    except Exception as e: raise _mlflow_error(e, f"cannot read {key!r} as model input") from None
+
+# %% ../nbs/04_serving.ipynb #cbd3b881
+_EXPANSION = 16  # a parquet body may expand to this many times `max_body` (the largest request body)
+
+def _csv_width(body:bytes)->int:
+    "The number of columns in a CSV body's header line, counted without parsing the body."
+    end = body.find(b"\n")
+    line = body if end < 0 else body[:end]
+    if line.count(b",") < MAX_COLUMNS: return line.count(b",") + 1
+    import csv
+    return len(next(csv.reader([line.decode("utf-8", "replace")]), []))
+
+def _read_csv(body:bytes, schema):
+    "A CSV body as a table, with MLflow's parser, once its header is known to be narrow enough."
+    from mlflow.pyfunc.scoring_server import parse_csv_input
+    _count("columns", _csv_width(body), MAX_COLUMNS)
+    try: return parse_csv_input(io.StringIO(body.decode("utf-8")), schema=schema)
+    except UnicodeDecodeError as e: raise RequestError(f"the CSV is not UTF-8 text (byte {e.start})") from None
+    except Exception as e: raise _mlflow_error(e, f"cannot read the {_CSV} body") from None
+
+# %% ../nbs/04_serving.ipynb #b86be7fd
+def _expanded_bytes(table)->int:
+    "The bytes a table's columns take once dictionary-encoded text is expanded."
+    import pyarrow as pa, pyarrow.compute as pc
+    total = 0
+    for col in table.columns:
+        for chunk in col.chunks:
+            if pa.types.is_dictionary(chunk.type) and len(chunk):
+                total += (pc.sum(pc.take(pc.binary_length(chunk.dictionary), chunk.indices)).as_py() or 0) + chunk.indices.nbytes
+            else: total += chunk.nbytes
+    return total
+
+def _read_parquet(body:bytes, schema, max_rows:int, max_body:int):
+    "A parquet body as a table, judged by its footer first and by its expanded size before expanding it."
+    import pyarrow as pa, pyarrow.parquet as pq
+    try: f = pq.ParquetFile(io.BytesIO(body))
+    except Exception as e: raise RequestError(f"cannot read the {_PARQUET} body: {e}") from None
+    meta, limit = f.metadata, _EXPANSION * max_body
+    _count("rows", meta.num_rows, max_rows)
+    _count("columns", meta.num_columns, MAX_COLUMNS)
+    named = schema is not None and schema.has_input_names()
+    names = [n for n in schema.input_names() if n in f.schema_arrow.names] if named else None
+    text = [x.name for x in f.schema_arrow if (pa.types.is_string(x.type) or pa.types.is_binary(x.type)) and (names is None or x.name in names)]
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if size <= limit:
+        try: table = pq.read_table(io.BytesIO(body), columns=names, read_dictionary=text)
+        except Exception as e: raise RequestError(f"cannot read the {_PARQUET} body: {e}") from None
+        size = _expanded_bytes(table)
+    if size > limit: raise RequestError(f"the parquet body expands to {size} bytes, more than the {limit} allowed: send fewer rows per request", 413, "REQUEST_TOO_LARGE")
+    return table.cast(pa.schema([pa.field(x.name, x.type.value_type if pa.types.is_dictionary(x.type) else x.type) for x in table.schema])).to_pandas()
+
+# %% ../nbs/04_serving.ipynb #99eff74f
 def parse_invocation(
     body:bytes, # the request body
     content_type:str|None, # the Content-Type header (default application/json)
     schema=None, # the model's input schema (`mlflow.types.Schema`)
-)->tuple: # (model input, params or None)
-    "Parse an `/invocations` body with MLflow's own parsers."
-    from mlflow.pyfunc.scoring_server import parse_csv_input, parse_parquet_input
+    max_rows:int=MAX_ROWS, # the most rows a request may hold
+    max_body:int=5 * 2**20, # the largest body accepted, in bytes (bounds what a parquet body may expand to)
+)->tuple: # (model input, params as sent or None)
+    "Parse an `/invocations` body with MLflow's own parsers, bounded and checked against the signature first."
     mime = _media_type(content_type)
     if not body.strip(): raise RequestError('the request body is empty: send e.g. {"dataframe_records": [{...}, ...]}')
-    if mime == _JSON: return _json_payload(_decode_json(body), schema)
-    try:
-        if mime == _CSV: return parse_csv_input(io.StringIO(body.decode("utf-8")), schema=schema), None
-        if mime == _PARQUET: return parse_parquet_input(io.BytesIO(body)), None
-    except UnicodeDecodeError as e: raise RequestError(f"the CSV is not UTF-8 text (byte {e.start})") from None
-    except Exception as e: raise _mlflow_error(e, f"cannot read the {mime} body") from None
+    if mime == _JSON: return _json_payload(_decode_json(body), schema, max_rows)
+    if mime == _CSV: return _read_csv(body, schema), None
+    if mime == _PARQUET: return _read_parquet(body, schema, max_rows, max_body), None
     raise RequestError(f"unsupported Content-Type {mime!r}: send {_JSON}, {_CSV} or {_PARQUET}", 415, "UNSUPPORTED_MEDIA_TYPE")
 
 # %% ../nbs/04_serving.ipynb #898f3206
 def parse_records(
     body:bytes, # a JSON list of records, or one record
     schema=None, # the model's input schema
+    max_rows:int=MAX_ROWS, # the most rows a request may hold
 ): # a pandas DataFrame
     "Parse a `/predict` body: records in the model's signature types."
     doc = _decode_json(body) if body.strip() else None
     if isinstance(doc, dict): doc = [doc]
     if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
         raise RequestError('send a JSON list of records, e.g. [{"origin": "JFK", ...}], or one record')
-    return _json_payload({"dataframe_records": doc}, schema)[0]
+    return _json_payload({"dataframe_records": doc}, schema, max_rows)[0]
 
 # %% ../nbs/04_serving.ipynb #2d8e0f74
 def _as_frame(data, schema):
@@ -199,27 +347,59 @@ def _has_missing(values)->bool:
     if values.dtype.kind in "iub": return False
     return bool(np.isnan(values).any()) if values.dtype.kind in "fc" else bool(pd.isna(values).any())
 
+# %% ../nbs/04_serving.ipynb #f360075e
+_KINDS = {"text": "OSU", "whole numbers": "iu", "numbers": "iuf", "true or false": "b"}
+
+def known_columns(
+    frame, # a parsed table
+    schema=None, # the model's input schema
+    check_types:bool=True, # also check each column's type (JSON values were checked before parsing)
+): # the table with only the signature's columns, in its order, their types checked
+    "Drop columns the signature does not name, put the rest in the signature's order, refuse a column of the wrong type."
+    import pandas as pd
+    cols = _columns(schema)
+    if cols is None: return frame
+    order = [c for c in cols if c in frame.columns]
+    if list(frame.columns) != order: frame = frame[order]
+    for name, check in cols.items():
+        if not check_types or check is None or name not in frame.columns: continue
+        values = frame[name]
+        ok = values.dtype.kind in _KINDS[check[1]] and (check[1] != "text" or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"))
+        if not ok: raise RequestError(f"column {name!r} must hold {check[1]}, got {pd.api.types.infer_dtype(values, skipna=True)}")
+    return frame
+
+# %% ../nbs/04_serving.ipynb #7a532d8a
 def check_rows(
     frame, # the parsed rows (a DataFrame)
     schema=None, # the model's input schema
+    max_rows:int=MAX_ROWS, # the most rows a request may hold
 ):
-    "Refuse empty input, missing required columns and missing values in them, naming the columns."
-    if len(frame) == 0: raise RequestError("the request has no rows: send at least one record")
+    "Refuse empty or oversized input, missing required columns and missing values in them, naming the columns."
+    if len(frame) == 0: raise RequestError("the request has no rows: send at least one record", 400, INVALID)
+    _count("rows", len(frame), max_rows)
+    _count("columns", frame.shape[1], MAX_COLUMNS)
     if schema is None or not schema.has_input_names(): return
     required = schema.required_input_names()
     missing = [c for c in required if c not in frame.columns]
-    if missing: raise RequestError(f"missing column(s) {missing}: the model needs {schema.input_names()}")
+    if missing: raise RequestError(f"missing column(s) {missing}: the model needs {schema.input_names()}", 400, INVALID)
     empty = [c for c in required if _has_missing(frame[c].to_numpy())]
-    if empty: raise RequestError(f"column(s) {empty} have missing values (null or NaN) but the model's signature requires them: fill them in")
+    if empty: raise RequestError(f"column(s) {empty} have missing values (null or NaN) but the model's signature requires them: fill them in", 400, INVALID)
+
+# %% ../nbs/04_serving.ipynb #2dd43b98
+_PARAMS_IGNORED:set = set()
 
 def predict_rows(
     loaded:Loaded, # the model to score with
     data, # the parsed model input
-    params:dict|None=None, # inference params, only for a model whose signature declares them
+    params:dict|None=None, # inference params as sent; used only by a model whose signature declares them
 ): # the raw predictions
     "Score with the pyfunc's own predict (it enforces the schema); a refusal becomes a 400 naming the problem."
-    if params and loaded.model.metadata.get_params_schema() is None:
-        raise RequestError(f"this model takes no params, got {sorted(params)[:5]}: leave out 'params'")
+    if params is not None and loaded.model.metadata.get_params_schema() is None:
+        if loaded.uri not in _PARAMS_IGNORED:
+            _PARAMS_IGNORED.add(loaded.uri)
+            logging.getLogger(__name__).warning("%s takes no params: ignoring the 'params' requests send", loaded.uri)
+        params = None
+    if params is not None and not isinstance(params, dict): raise RequestError(f"'params' must be a JSON object, got {type(params).__name__}", 400, INVALID)
     try: return loaded.model.predict(data, params=params) if params else loaded.model.predict(data)
     except Exception as e: raise _mlflow_error(e, f"the model cannot score these rows ({type(e).__name__})") from None
 
@@ -265,115 +445,183 @@ LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "timestamp", "request_id
 
 def _safe_name(text:str)->str: return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:80] or "model"
 
-class PredictionLog:
-    "Prediction rows gathered in memory and written as parquet files under the project's prediction log."
-    def __init__(self,
-                 folder:str|Path, # where the parquet files go
-                 name:str="model", # the served model's name, which starts the file names
-                 flush_rows:int=50_000, # write once this many rows wait
-                 flush_seconds:float=10.0, # and at least this often
-                 max_rows:int=100_000): # drop (and count) rows beyond this many waiting
-        self.folder, self.stem, self.flush_rows, self.flush_seconds, self.max_rows = Path(folder), _safe_name(name), flush_rows, flush_seconds, max_rows
-        self.written = self.dropped = 0
-        self.error:str|None = None
-        self.files:list[Path] = []
-        self._lock, self._write_lock, self._wake, self._stop = threading.Lock(), threading.Lock(), threading.Event(), threading.Event()
-        self._thread:threading.Thread|None = None
-        self._seq = 0
-        self._reset()
+def _log_names(columns)->list[str]:
+    "A unique log column name per input column: its name as text, prefixed with `input.` while it clashes."
+    used, out = set(LOG_COLUMNS), []
+    for c in columns:
+        name = str(c)
+        while name in used: name = f"input.{name}"
+        used.add(name)
+        out.append(name)
+    return out
 
-    def _reset(self):
-        self._cols:dict[str, list] = {}
-        self._pred, self._meta, self._rows = [], [], 0
+# %% ../nbs/04_serving.ipynb #179994de
+def _segment_line(frame, predictions:list, variant:str, version:int|None, request_id:str)->bytes:
+    "One request's rows as a JSON line: time, variant, version, id, its columns by (unique) name, the predictions."
+    cols = {name: frame[c].tolist() for name, c in zip(_log_names(frame.columns), frame.columns)}
+    doc = {"t": time.time(), "v": variant, "n": version, "i": request_id, "c": cols, "p": predictions}
+    try: return json.dumps(doc, default=str).encode() + b"\n"
+    except (TypeError, ValueError) as e: raise RequestError(f"these rows cannot be logged ({e})") from None
 
-# %% ../nbs/04_serving.ipynb #67524bf9
-def _add(self,
-         frame, # the request's rows
-         predictions:list, # one value per row
-         variant:str, version:int|None, request_id:str)->bool: # False when the log was full
-    "Append one request's rows."
-    n = len(frame)
-    with self._lock:
-        if self._rows + n > self.max_rows:
-            self.dropped += n
-            return False
-        before = self._rows
-        for c in frame.columns:
-            name = f"input.{c}" if c in LOG_COLUMNS else str(c)
-            col = self._cols.get(name)
-            if col is None: col = self._cols[name] = [None] * before
-            col.extend(frame[c].tolist())
-        for col in self._cols.values():
-            if len(col) < before + n: col.extend([None] * (before + n - len(col)))
-        self._pred.extend(predictions)
-        self._meta.append((n, variant, version, time.time(), request_id))
-        self._rows += n
-    if self._rows >= self.flush_rows: self._wake.set()
-    return True
+# %% ../nbs/04_serving.ipynb #c902ccb2
+def _read_segment(path:Path)->tuple[dict, list, list]:
+    "(columns, predictions, per-request (rows, variant, version, time, id)) of a segment's complete lines."
+    from itertools import chain
+    docs = []
+    with open(path, "rb") as f:
+        for raw in f:
+            try: docs.append(json.loads(raw))
+            except ValueError: continue                 # a torn last line: that request was never answered
+    names = dict.fromkeys(name for d in docs for name in d["c"])
+    cols = {name: list(chain.from_iterable(d["c"].get(name) or [None] * len(d["p"]) for d in docs)) for name in names}
+    return cols, list(chain.from_iterable(d["p"] for d in docs)), [(len(d["p"]), d["v"], d["n"], d["t"], d["i"]) for d in docs]
 
-PredictionLog.add = _add
-
-# %% ../nbs/04_serving.ipynb #ee4ffc2c
 def _column(values:list):
     "A pyarrow array, falling back to text for mixed or nested values."
     import pyarrow as pa
     try: return pa.array(values)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    except Exception: return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 def _table(cols:dict, pred:list, meta:list):
-    "The waiting rows as one pyarrow table."
+    "Rows read from a segment as one pyarrow table."
     import numpy as np, pyarrow as pa
     counts = [m[0] for m in meta]
-    rep = lambda i, t: pa.array(np.repeat(np.array([m[i] for m in meta], dtype=object), counts).tolist(), t)
+    each = pa.array(np.repeat(np.arange(len(meta)), counts))      # the request of every row
+    rep = lambda i, t: pa.array([m[i] for m in meta], t).take(each)
     stamps = (np.repeat([m[3] for m in meta], counts) * 1e6).astype("int64")
     arrays = {k: _column(v) for k, v in cols.items()}
     arrays |= {"prediction": _column(pred), VARIANT_COLUMN: rep(1, pa.string()), "version": rep(2, pa.int64()),
                "timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")), "request_id": rep(4, pa.string())}
     return pa.table(arrays)
 
-def _flush(self)->Path|None: # the file written, or None when nothing waited
-    "Write the waiting rows to a new parquet file."
+# %% ../nbs/04_serving.ipynb #075a1133
+def compact_segment(
+    path:Path, # a segment file (*.jsonl)
+)->Path|None: # the parquet file holding its rows (None when it held none)
+    "Write a segment's rows to a parquet file of the same name, then remove the segment."
     import pyarrow.parquet as pq
-    with self._write_lock:
-        with self._lock:
-            cols, pred, meta, rows = self._cols, self._pred, self._meta, self._rows
-            self._reset()
-        if not rows: return None
-        self._seq += 1
-        path = self.folder/f"{self.stem}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{self._seq:06d}.parquet"
-        tmp = path.with_name(f".{path.name}.tmp")
+    target = path.with_suffix(".parquet")
+    if not target.exists():
+        cols, pred, meta = _read_segment(path)
+        if not meta: target = None
+        else:
+            tmp_path = target.with_name(f".{target.name}.tmp")
+            pq.write_table(_table(cols, pred, meta), tmp_path)
+            os.replace(tmp_path, target)
+    path.unlink(missing_ok=True)
+    return target
+
+# %% ../nbs/04_serving.ipynb #512b8286
+def _try_lock(path:Path):
+    "An open file descriptor holding an exclusive lock on `path`, or None when someone holds it (or it is gone)."
+    try: fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError: return None
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError: os.close(fd); return None
+    return fd
+
+def compact_log(
+    folder:str|Path, # a prediction-log folder (`<project>/predictions`)
+    name:str|None=None, # only the segments of this model
+)->list[Path]: # the parquet files written
+    "Compact the segments of processes that are gone (killed or crashed) into parquet files."
+    done = []
+    for seg in sorted(Path(folder).glob(f"{_safe_name(name)}-*.jsonl" if name else "*.jsonl")):
+        if (fd := _try_lock(seg)) is None: continue
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(_table(cols, pred, meta), tmp)
-            os.replace(tmp, path)
-        except Exception as e:
-            self.dropped += rows
-            self.error = f"cannot write {path}: {type(e).__name__}: {e}"
-            logging.getLogger(__name__).error(self.error)
-            return None
-        self.written += rows
-        self.files.append(path)
-        return path
+            if (out := compact_segment(seg)) is not None: done.append(out)
+        finally: os.close(fd)
+    return done
+
+# %% ../nbs/04_serving.ipynb #ef26b6af
+class PredictionLog:
+    "Prediction rows appended to a segment file per process before each answer, compacted to parquet files."
+    def __init__(self,
+                 folder:str|Path, # where the files go
+                 name:str="model", # the served model's name, which starts the file names
+                 flush_rows:int=50_000, # compact once this many rows wait
+                 flush_seconds:float=10.0, # and at least this often
+                 sync:bool=False): # also fsync every write (survives a power cut too; slower)
+        self.folder, self.stem, self.flush_rows, self.flush_seconds, self.sync = Path(folder), _safe_name(name), flush_rows, flush_seconds, sync
+        self.written = self.dropped = self.waiting = 0   # rows compacted to parquet, refused, in the open segment
+        self.error:str|None = None
+        self.files:list[Path] = []
+        self._lock, self._wake, self._stop = threading.Lock(), threading.Event(), threading.Event()
+        self._fd:int|None = None
+        self._segment:Path|None = None
+        self._thread:threading.Thread|None = None
+        self._seq = 0
+
+    def _open(self):
+        "Open (and lock) a new segment file."
+        self._seq += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._segment = self.folder/f"{self.stem}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{self._seq:06d}.jsonl"
+        self._fd = os.open(self._segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+# %% ../nbs/04_serving.ipynb #67524bf9
+def _write_all(fd:int, data:bytes):
+    view = memoryview(data)
+    while view: view = view[os.write(fd, view):]
+
+def _add(self,
+         frame, # the request's rows
+         predictions:list, # one value per row
+         variant:str, version:int|None, request_id:str)->int: # the rows written
+    "Append one request's rows to the segment: they reach the operating system before this returns."
+    line = _segment_line(frame, predictions, variant, version, request_id)
+    with self._lock:
+        try:
+            if self._fd is None: self._open()
+            _write_all(self._fd, line)
+            if self.sync: os.fsync(self._fd)
+        except OSError as e:
+            self.dropped += len(frame)
+            self.error = f"cannot write the prediction log: {e.strerror}"
+            raise RequestError(f"{self.error}; the prediction was not answered, retry later", 503, "TEMPORARILY_UNAVAILABLE") from None
+        self.waiting += len(frame)
+    if self.waiting >= self.flush_rows: self._wake.set()
+    return len(frame)
+
+PredictionLog.add = _add
+
+# %% ../nbs/04_serving.ipynb #ee4ffc2c
+def _flush(self)->Path|None: # the parquet file written, or None when nothing waited
+    "Close the open segment (the next row opens a new one) and compact it."
+    with self._lock:
+        fd, seg, rows = self._fd, self._segment, self.waiting
+        self._fd, self._segment, self.waiting = None, None, 0
+    if fd is None: return None
+    try: path = compact_segment(seg)
+    except Exception as e:               # the segment stays: its rows are not lost, a later compaction writes them
+        self.error = f"cannot compact {seg.name}: {type(e).__name__}: {e}"
+        logging.getLogger(__name__).error(self.error)
+        return None
+    finally: os.close(fd)
+    self.written += rows
+    self.files.append(path)
+    return path
 
 PredictionLog.flush = _flush
 
 # %% ../nbs/04_serving.ipynb #64b1abae
 def _loop(self):
+    compact_log(self.folder, self.stem)      # what processes before this one left behind
     while not self._stop.is_set():
         self._wake.wait(self.flush_seconds)
         self._wake.clear()
         self.flush()
 
 def _start(self)->PredictionLog:
-    "Flush in a background thread every `flush_seconds` (or sooner when `flush_rows` wait)."
+    "Compact orphaned segments, then compact every `flush_seconds` (or sooner when `flush_rows` wait) in a background thread."
     if self._thread is None:
         self._thread = threading.Thread(target=self._loop, name="prediction-log", daemon=True)
         self._thread.start()
     return self
 
 def _close(self):
-    "Stop the background thread and write what is left."
+    "Stop the background thread and compact what is left."
     self._stop.set()
     self._wake.set()
     if self._thread is not None: self._thread.join(timeout=60)
@@ -382,15 +630,22 @@ def _close(self):
 PredictionLog._loop, PredictionLog.start, PredictionLog.close = _loop, _start, _close
 
 # %% ../nbs/04_serving.ipynb #3f0b35c8
+def _log_files(folder:Path, model:str|None)->list[Path]:
+    "Parquet files and the segments not compacted into one yet, in time order."
+    pattern = f"{_safe_name(model)}-*" if model else "*"
+    files = [*folder.glob(f"{pattern}.parquet"), *(s for s in folder.glob(f"{pattern}.jsonl") if not s.with_suffix(".parquet").exists())]
+    return sorted(files, key=lambda p: p.stem.rsplit("-", 3)[-3:])
+
 def read_predictions(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     model:str|None=None, # only the rows of this registered model
 ): # a pandas DataFrame, one row per prediction, oldest first
     "The project's prediction log as one table."
     import pandas as pd
-    folder = Path(root or project_root())/PREDICTION_LOG
-    files = sorted(folder.glob(f"{_safe_name(model)}-*.parquet" if model else "*.parquet"), key=lambda p: p.name.rsplit("-", 3)[-3:])
-    frames = [pd.read_parquet(f) for f in files]
+    frames = []
+    for f in _log_files(Path(root or project_root())/PREDICTION_LOG, model):
+        try: frames.append(pd.read_parquet(f) if f.suffix == ".parquet" else _table(*_read_segment(f)).to_pandas())
+        except FileNotFoundError: continue        # compacted (and removed) while we were reading
     if not frames: return pd.DataFrame(columns=list(LOG_COLUMNS))
     return pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable", ignore_index=True)
 
@@ -409,9 +664,11 @@ class Metrics:
         self.version = Gauge("mlops_nb_model_version", "Registry version each variant serves", ["variant"], registry=r)
         self.reloads = Counter("mlops_nb_model_reloads", "Model loads by outcome", ["variant", "outcome"], registry=r)
         self.logged = Gauge("mlops_nb_prediction_log_rows", "Prediction-log rows by outcome", ["outcome"], registry=r)
+        self.disconnects = Counter("mlops_nb_client_disconnects", "Requests whose client left before the answer", ["endpoint"], registry=r)
 
     def observe(self, endpoint:str, variant:str, status:int, seconds:float, rows:int=0):
-        "Count one answered request."
+        "Count one answered request (a client that left, status 499, only as a disconnect)."
+        if status == 499: return self.disconnects.labels(endpoint).inc()
         self.requests.labels(endpoint, variant, str(status)).inc()
         if status >= 400: self.errors.labels(endpoint, variant, str(status)).inc()
         self.latency.labels(endpoint, variant).observe(seconds)
@@ -433,17 +690,22 @@ class ModelService:
                  log:bool=True, # keep the prediction log
                  root:str|Path|None=None, # the project folder (default: `project_root()`)
                  max_body:int=5 * 2**20, # the largest request body accepted, in bytes
-                 flush_seconds:float=10.0, # how often the prediction log is written
-                 threads:int=1): # threads that score requests (0: on the event loop)
+                 flush_seconds:float=10.0, # how often the prediction log is compacted
+                 threads:int=1, # threads that score requests (0: on the event loop)
+                 max_rows:int=MAX_ROWS, # the most rows a request may hold
+                 timeout:float=30.0, # seconds a request may take, from its first body byte to its answer
+                 allow_pickle:bool=False): # also load model formats that can run code (recorded)
         split = (0.1 if challenger else 0.0) if split is None else float(split)
         if not 0 <= split <= 1: raise MlopsNbError(f"split must be between 0 and 1, got {split}")
         if split > 0 and not challenger: raise MlopsNbError(f"split={split} sends requests to a challenger: give one (challenger=URI)")
         if reload_every <= 0: raise MlopsNbError(f"reload_every must be a positive number of seconds, got {reload_every}")
+        if timeout <= 0 or max_rows < 1: raise MlopsNbError(f"timeout and max_rows must be positive, got {timeout} and {max_rows}")
         self.root = Path(root or project_root()).resolve()
         use_store(self.root)
         self.variants = {"champion": Variant("champion", model_ref(model))}
         if challenger: self.variants["challenger"] = Variant("challenger", model_ref(challenger))
-        self.split, self.reload_every, self.max_body = split, reload_every, max_body
+        self.split, self.reload_every, self.max_body, self.max_rows, self.timeout = split, reload_every, max_body, max_rows, timeout
+        self.allow_pickle = allow_pickle
         name = self.variants["champion"].ref.name or "model"
         self.log = PredictionLog(self.root/PREDICTION_LOG, name, flush_seconds=flush_seconds) if log else None
         self.metrics, self.n, self.threads, self._pool = Metrics(), 0, threads, None
@@ -457,7 +719,7 @@ def _load_if_moved(self, v:Variant)->bool: # True when a new version was swapped
     version, run_id = resolve(v.ref)
     if v.current is not None and v.current.version == version: return False
     same = [o.current for o in self.variants.values() if o.current and o.ref.name == v.ref.name and o.current.version == version]
-    v.current = same[0] if same and version is not None else load_version(v.ref, version, run_id)
+    v.current = same[0] if same and version is not None else load_version(v.ref, version, run_id, self.allow_pickle, self.root)
     return True
 
 def _refresh(self)->dict: # variant -> "loaded", "unchanged" or the error
@@ -495,10 +757,10 @@ def _service_start(self)->ModelService:
     return self
 
 def _service_stop(self):
-    "Stop polling and write the rest of the prediction log."
+    "Stop polling, drop the requests still queued (their clients get no answer), compact the prediction log."
     self._stop.set()
     if self._thread is not None: self._thread.join(timeout=120)
-    if self._pool is not None: self._pool.shutdown(wait=True)
+    if self._pool is not None: self._pool.shutdown(wait=False, cancel_futures=True)
     if self.log: self.log.close()
 
 def _wait_ready(self, timeout:float=120.0)->ModelService:
@@ -506,7 +768,7 @@ def _wait_ready(self, timeout:float=120.0)->ModelService:
     deadline = time.monotonic() + timeout
     while not all(v.current for v in self.variants.values()):
         if time.monotonic() > deadline:
-            raise MlopsNbError(f"no model loaded after {timeout:g} s: {self.health()[1]['variants']}")
+            raise MlopsNbError(f"no model loaded after {timeout:g} s: {[v.error for v in self.variants.values()]}")
         time.sleep(0.05)
     return self
 
@@ -514,17 +776,17 @@ ModelService._poll, ModelService.start, ModelService.stop, ModelService.wait_rea
 
 # %% ../nbs/04_serving.ipynb #9506827f
 def _health(self)->tuple[int, dict]: # (HTTP status, body)
-    "Ready when the champion is loaded; every variant's state and error."
+    "Ready when the champion is loaded; each variant's state and version, nothing more (probes read it without a token)."
     state = lambda v: "ready" if v.current else ("failed" if v.error else "loading")
     body = {"status": "ready" if self.variants["champion"].current else state(self.variants["champion"]),
-            "variants": {v.name: {"state": state(v), "version": v.current and v.current.version, "error": v.error}
-                         for v in self.variants.values()}}
-    if self.log: body["log"] = {"written": self.log.written, "dropped": self.log.dropped, "error": self.log.error}
+            "variants": {v.name: {"state": state(v), "version": v.current and v.current.version} for v in self.variants.values()}}
     return (200 if body["status"] == "ready" else 503), body
 
 def _version_info(self)->dict:
-    "The champion's name, alias, version, run id and load time, and every variant's."
-    return self.variants["champion"].info() | {"split": self.split, "variants": {v.name: v.info() for v in self.variants.values()}}
+    "The champion's name, alias, version, run id and load time, every variant's with its last error, and the log's counts."
+    info = self.variants["champion"].info() | {"split": self.split, "variants": {v.name: v.info() for v in self.variants.values()}}
+    if self.log: info["log"] = {"written": self.log.written, "waiting": self.log.waiting, "dropped": self.log.dropped, "error": self.log.error}
+    return info
 
 ModelService.health, ModelService.version_info = _health, _version_info
 
@@ -532,26 +794,41 @@ ModelService.health, ModelService.version_info = _health, _version_info
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 
 def _request_id(headers)->tuple[str, str|None]:
-    "(the request id, the A/B key): X-Request-Id when given (else a new one), X-Request-Key or the given id."
-    given = headers.get("x-request-id")
+    "(the request id, the A/B key): X-Request-Id when given (else a new one), X-Request-Key or the given id; both checked."
+    given, key = headers.get("x-request-id"), headers.get("x-request-key")
     if given is not None and not _REQUEST_ID.fullmatch(given):
         raise RequestError("X-Request-Id must be 1-128 letters, digits or ._:/+=@-")
-    key = headers.get("x-request-key") or given
-    return given or uuid.uuid4().hex, key
+    if key is not None and not _REQUEST_ID.fullmatch(key):
+        raise RequestError("X-Request-Key must be 1-128 letters, digits or ._:/+=@-")
+    return given or uuid.uuid4().hex, key or given
 
-async def _read_body(request, limit:int)->bytes:
-    "The body, refused with a 413 past `limit` bytes (declared or streamed)."
+# %% ../nbs/04_serving.ipynb #d9f69aaa
+class _ClientGone(Exception):
+    "The client closed the connection before its answer."
+
+async def _read_body(request, limit:int, seconds:float=30.0)->bytes:
+    "The body, refused with a 413 past `limit` bytes (declared or streamed) and a 408 past `seconds`."
+    from starlette.requests import ClientDisconnect
     too_big = RequestError(f"the body is larger than {limit} bytes: send fewer rows per request", 413, "REQUEST_TOO_LARGE")
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise too_big if declared.isdigit() else RequestError(f"bad Content-Length {declared!r}")
+    if declared is not None and (not declared.isdigit() or len(declared) > 15 or int(declared) > limit):
+        raise too_big if declared.isdigit() else RequestError(f"bad Content-Length {declared[:20]!r}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit: raise too_big
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit: raise too_big
+                chunks.append(chunk)
+    except TimeoutError: raise RequestError(f"the body did not arrive within {seconds:g} s", 408, "REQUEST_TIMEOUT") from None
+    except ClientDisconnect: raise _ClientGone() from None
     return b"".join(chunks)
 
+async def _disconnected(receive):
+    "Return once the client of a request whose body was read goes away."
+    while (await receive())["type"] != "http.disconnect": pass
+
+# %% ../nbs/04_serving.ipynb #338177e3
 def _choose(self, key:str|None)->Variant:
     "The variant for this request (the champion while the challenger has no model)."
     self.n += 1
@@ -562,19 +839,57 @@ def _choose(self, key:str|None)->Variant:
 ModelService.choose = _choose
 
 # %% ../nbs/04_serving.ipynb #489b52fb
-def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Variant, loaded:Loaded, rid:str)->tuple[bytes, int]:
+class _Cancelled(Exception):
+    "The request's client is gone or its time is up: stop working on it."
+
+def _parse(self, body:bytes, content_type:str|None, endpoint:str, loaded:Loaded)->tuple:
+    "(model input, params, the rows as a checked table) for one request."
+    import pandas as pd
+    if endpoint == "predict": data, params = parse_records(body, loaded.schema, self.max_rows), None
+    else: data, params = parse_invocation(body, content_type, loaded.schema, self.max_rows, self.max_body)
+    frame = _as_frame(data, loaded.schema)
+    if isinstance(data, pd.DataFrame):   # JSON values were type-checked before parsing
+        data = frame = known_columns(frame, loaded.schema, check_types=endpoint != "predict" and _media_type(content_type) != _JSON)
+    check_rows(frame, loaded.schema, self.max_rows)
+    return data, params, frame
+
+def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Variant, loaded:Loaded, rid:str,
+                   cancel:threading.Event|None=None)->tuple[bytes, int]:
     "Parse, check, score and log one request; the answer's body and its number of rows."
     import numpy as np
-    if endpoint == "predict": data, params = parse_records(body, loaded.schema), None
-    else: data, params = parse_invocation(body, content_type, loaded.schema)
-    frame = _as_frame(data, loaded.schema)
-    check_rows(frame, loaded.schema)
+    def step():
+        if cancel is not None and cancel.is_set(): raise _Cancelled()
+    step()
+    data, params, frame = self._parse(body, content_type, endpoint, loaded)
+    step()
     predictions = predict_rows(loaded, data, params)
     values = _prediction_values(predictions, len(frame))
+    step()
     if self.log: self.log.add(frame, values, v.name, loaded.version, rid)
     if endpoint == "predict": return _predictions_json(values, values, variant=v.name, version=loaded.version, request_id=rid), len(frame)
     return _predictions_json(predictions, values if isinstance(predictions, np.ndarray) and predictions.ndim == 1 else None), len(frame)
 
+ModelService._parse, ModelService._score_request = _parse, _score_request
+
+# %% ../nbs/04_serving.ipynb #a672966a
+async def _scored(self, request, args:tuple, seconds:float)->tuple[bytes, int]:
+    "Score in the scoring thread, cancelled when the client disconnects (499) or `seconds` pass (504)."
+    cancel = threading.Event()
+    work = self._pool.submit(self._score_request, *args, cancel)
+    done = asyncio.wrap_future(work)
+    gone = asyncio.ensure_future(_disconnected(request.receive))
+    try: await asyncio.wait((done, gone), timeout=max(seconds, 0.001), return_when=asyncio.FIRST_COMPLETED)
+    finally: gone.cancel()
+    if done.done(): return done.result()
+    cancel.set()
+    work.cancel()
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())   # a late failure is nobody's to report
+    if gone.done() and not gone.cancelled(): raise _ClientGone()
+    raise RequestError(f"the request took longer than {self.timeout:g} s: send fewer rows per request", 504, "DEADLINE_EXCEEDED")
+
+ModelService._scored = _scored
+
+# %% ../nbs/04_serving.ipynb #5c1a0f3e
 async def _answer(self, request, endpoint:str): # a starlette Response
     "Answer one scoring request: body, variant, parse, check, score, log, metrics."
     from starlette.responses import Response
@@ -582,34 +897,37 @@ async def _answer(self, request, endpoint:str): # a starlette Response
     try:
         rid, key = _request_id(request.headers)
         headers["X-Request-Id"] = rid
-        body = await _read_body(request, self.max_body)
+        body = await _read_body(request, self.max_body, self.timeout)
         v = self.choose(key)
         variant, loaded = v.name, v.current
-        if loaded is None: raise RequestError(f"no model loaded yet for {v.name} ({v.error or 'loading'}): retry shortly", 503, "TEMPORARILY_UNAVAILABLE")
+        if loaded is None: raise RequestError(f"no model loaded yet for {v.name}: retry shortly", 503, "TEMPORARILY_UNAVAILABLE")
         headers |= {"X-Model-Variant": v.name, "X-Model-Version": str(loaded.version), "X-Model-Uri": loaded.uri}
         args = (body, request.headers.get("content-type"), endpoint, v, loaded, rid)
         if self._pool is None: content, rows = self._score_request(*args)
-        else: content, rows = await asyncio.get_running_loop().run_in_executor(self._pool, self._score_request, *args)
+        else: content, rows = await self._scored(request, args, self.timeout - (time.perf_counter() - start))
         status = 200
     except RequestError as e: status, content = e.status, _error_body(str(e), e.code)
+    except (_ClientGone, _Cancelled): status, content = 499, b""
     except Exception as e:
         logging.getLogger(__name__).exception("internal error on /%s", endpoint)
         status, content = 500, _error_body(f"internal error ({type(e).__name__}); see the server log", "INTERNAL_ERROR")
     self.metrics.observe(endpoint, variant, status, time.perf_counter() - start, rows)
     return Response(content, status, headers=headers, media_type="application/json")
 
-ModelService._score_request, ModelService.answer = _score_request, _answer
+ModelService.answer = _answer
 
 # %% ../nbs/04_serving.ipynb #672eb9f4
 TOKEN_ENV = "MLOPS_NB_SERVE_TOKEN"
 
+_OPEN_PATHS = ("/health", "/ping")  # probes: answered without a token, and say nothing but the state
+
 class _BearerToken:
-    "ASGI middleware: every path but /health needs `Authorization: Bearer <token>`."
+    "ASGI middleware: every path but the probes needs `Authorization: Bearer <token>`."
     def __init__(self, app, token:str):
         self.app, self.expected = app, f"Bearer {token}".encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] != "/health":
+        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
             given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
             if not hmac.compare_digest(given, self.expected):
                 body = _error_body("missing or wrong bearer token: send 'Authorization: Bearer <token>'", "UNAUTHENTICATED")
@@ -648,13 +966,16 @@ def create_app(
     log:bool=True, # write the prediction log
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     max_body:int=5 * 2**20, # the largest request body accepted, in bytes
-    flush_seconds:float=10.0, # how often the prediction log is written
-    threads:int=1, # threads that score requests (0: on the event loop)
+    flush_seconds:float=10.0, # how often the prediction log is compacted
+    threads:int=1, # threads that score requests (0: on the event loop, without time limit or cancelling)
+    max_rows:int=MAX_ROWS, # the most rows a request may hold
+    timeout:float=30.0, # seconds a request may take, from its body to its answer
+    allow_pickle:bool=False, # also load model formats that can run code (recorded; see `mlops_nb.loading`)
 ): # a FastAPI app; its `ModelService` is `app.state.service`
     "The model service as a FastAPI app."
     import contextlib
     from fastapi import FastAPI
-    svc = ModelService(model, challenger, split, reload_every, log, root, max_body, flush_seconds, threads)
+    svc = ModelService(model, challenger, split, reload_every, log, root, max_body, flush_seconds, threads, max_rows, timeout, allow_pickle)
     @contextlib.asynccontextmanager
     async def lifespan(app):
         svc.start()
@@ -667,6 +988,37 @@ def create_app(
     if token: app.add_middleware(_BearerToken, token=token)
     return app
 
+# %% ../nbs/04_serving.ipynb #4543bb68
+def _header_timeout_protocol(seconds:float):
+    "Uvicorn's h11 protocol, closing a connection that has not sent a request's headers within `seconds`."
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    class HeaderTimeout(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+        def _arm(self):
+            if getattr(self, "_header_timer", None) is not None: self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(seconds, self._headers_late)
+        def _headers_late(self):
+            if self.cycle is None or self.cycle.response_complete: self.transport.close()   # still waiting for headers
+        def on_response_complete(self):
+            super().on_response_complete()
+            self._arm()
+        def connection_lost(self, exc):
+            if getattr(self, "_header_timer", None) is not None: self._header_timer.cancel()
+            super().connection_lost(exc)
+    return HeaderTimeout
+
+# %% ../nbs/04_serving.ipynb #7f431448
+def _log_to_stderr(level:int=logging.INFO):
+    "Show mlops_nb's log records on stderr, in uvicorn's format, unless the application configured its own handlers."
+    log = logging.getLogger("mlops_nb")
+    if log.handlers: return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level)
+
 # %% ../nbs/04_serving.ipynb #e6931be4
 def serve(
     model:str, # the champion's URI, e.g. models:/flights@champion
@@ -677,7 +1029,9 @@ def serve(
     token:str|None=None, # require this bearer token (default: $MLOPS_NB_SERVE_TOKEN)
     reload_every:float=30.0, # seconds between registry polls
     access_log:bool=False, # uvicorn's line per request
-    **kwargs, # more `create_app` arguments: log, root, max_body, flush_seconds, threads
+    header_timeout:float=10.0, # seconds a connection has to send a request's headers
+    max_connections:int=1000, # open connections at most (more are answered 503)
+    **kwargs, # more `create_app` arguments: log, root, max_body, flush_seconds, threads, max_rows, timeout, allow_pickle
 ):
     "Serve a model over HTTP with uvicorn until interrupted."
     import sys, uvicorn
@@ -685,7 +1039,11 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not (token or os.environ.get(TOKEN_ENV)):
         print(f"warning: serving on {host} without a token: anyone who can reach port {port} can call the model "
               f"(set --token or {TOKEN_ENV})", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=10)
+    _log_to_stderr()
+    if kwargs.get("allow_pickle"):
+        print("warning: allow_pickle: models stored in formats that can run code (pickle, custom loaders) will be loaded", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=10,
+                http=_header_timeout_protocol(header_timeout), limit_concurrency=max_connections)
 
 # %% ../nbs/04_serving.ipynb #f130deaf
 _SUFFIXES = (".parquet", ".pq", ".csv")
@@ -724,6 +1082,7 @@ def score(
     chunk_rows:int=100_000, # rows per chunk
     progress:bool=True, # show a progress bar
     root:str|Path|None=None, # the project folder (default: `project_root()`)
+    allow_pickle:bool=False, # also load model formats that can run code (recorded; see `mlops_nb.loading`)
 )->Path: # the output file
     "Score a file with a model, in chunks, with a progress bar."
     from tqdm.auto import tqdm
@@ -733,7 +1092,7 @@ def score(
     total, chunks = _chunks(input_path, chunk_rows)
     use_store(root)
     ref = model_ref(model_uri)
-    loaded = load_version(ref, *resolve(ref))
+    loaded = load_version(ref, *resolve(ref), allow_pickle=allow_pickle, root=root)
     tmp = output_path.with_name(f".{output_path.name}.tmp")
     tmp.unlink(missing_ok=True)
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -742,7 +1101,7 @@ def score(
         with tqdm(total=total, unit="rows", desc=f"score {input_path.name}", disable=not progress) as bar:
             for chunk in chunks:
                 try:
-                    check_rows(chunk, loaded.schema)
+                    check_rows(chunk, loaded.schema, max_rows=chunk_rows)
                     values = _prediction_values(predict_rows(loaded, chunk), len(chunk))
                 except RequestError as e: raise MlopsNbError(f"rows {done}-{done + len(chunk) - 1} of {input_path}: {e}") from None
                 writer.write(chunk.assign(prediction=values))

@@ -118,3 +118,59 @@ def test_serving_and_monitoring_work_unchanged_through_the_server(project, track
     assert report.verdict != "ok"                                          # the shifted batch drifted and got worse
     _, monitored = store_runs(project, "monitoring")
     assert len(monitored) == 1 and monitored[0].info.status == "FINISHED"  # logged through the server
+
+# --- issue 15, finding 9: the database URL stays off command lines; SIGTERM stops everything ---------------------------
+
+def _cmdline(pid:int)->str:
+    try: return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError: return ""
+
+def _running(pid:int)->bool:
+    "Alive and not a zombie."
+    try: return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError: return False
+
+def test_sigterm_stops_mlflow_server_and_its_children_and_exits_143(tmp_path):
+    "`mlops-nb server` stopped the way systemd, docker and `kill` stop it; its database URL is on no command line."
+    import time, httpx
+    from mlops_nb.server import free_port, _descendants
+    project = tmp_path/"project"
+    project.mkdir()
+    (project/"mlops_nb.toml").write_text("")
+    port, log = free_port(), open(tmp_path/"server.log", "w")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([str(BIN/"mlops-nb"), "server", "--port", str(port)], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path/"server.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200: break
+            except httpx.HTTPError: pass
+            time.sleep(0.5)
+        family = _descendants(proc.pid)
+        commands = {pid: _cmdline(pid) for pid in family}
+        database = str(project/"mlflow.db")
+        assert any("mlflow server" in c for c in commands.values()) and any("_job_runner" in c for c in commands.values()), commands
+        assert not any(database in c for c in commands.values()), "the database URL (a password on PostgreSQL) is visible in ps"
+        mlflow_server = next(pid for pid, c in commands.items() if "mlflow server" in c)
+        assert database.encode() in open(f"/proc/{mlflow_server}/environ", "rb").read()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(120)
+    finally:
+        if proc.poll() is None: proc.kill(); proc.wait()
+        log.close()
+    left = [commands[p] for p in family if _running(p)]
+    print(f"\nSIGTERM: mlops-nb server exited {code}; {len(family)} processes below it, {len(left)} left running")
+    assert code == 128 + signal.SIGTERM and not left, left
+    with pytest.raises(OSError): socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+@server_mode
+def test_the_postgres_password_is_on_no_command_line(tracking_server):
+    from sqlalchemy.engine import make_url
+    from mlops_nb.server import _descendants
+    tracking_server.start()
+    password = make_url(tracking_server.admin).password
+    family = [tracking_server.server.process.pid, *_descendants(tracking_server.server.process.pid)]
+    assert password and len(family) >= 2
+    assert not any(password in _cmdline(pid) for pid in family)

@@ -7,11 +7,13 @@ from conftest import inside_project
 
 httpx = pytest.importorskip("httpx")
 REPO = Path(__file__).resolve().parents[1]
+TRUSTED = '[models]\ntrusted_types = ["mlops_nb.flights.FlightRecords", "sklearn.tree._tree.Tree"]\n'
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     "A project with three logged flights models (ridge, lasso, and one whose files will be deleted) and March rows."
     with inside_project(tmp_path_factory.mktemp("serving")) as root:
+        (root/"mlops_nb.toml").write_text(TRUSTED)   # the flights transformer is the project's own type
         from mlops_nb.config import use_store
         from mlops_nb.flights import load_flights, clean, make_model, FEATURES, TARGET, TRUSTED_TYPES
         from mlops_nb.tracking import track
@@ -188,14 +190,15 @@ def test_failed_reload_keeps_the_old_model_and_shows_in_health(store, server):
     model_dir = Path(mlflow.utils.file_utils.local_file_uri_to_path(client.get_logged_model(broken.source.split("/")[-1]).artifact_location))
     shutil.rmtree(model_dir)                                   # its files are gone: loading it must fail
     promote("fragile", broken.version, force=True)
-    deadline, health = time.monotonic() + 30, None
+    deadline, version = time.monotonic() + 30, None
     while time.monotonic() < deadline:
-        health = httpx.get(f"{srv.url}/health", timeout=10)
-        if health.json()["variants"]["champion"]["error"]: break
+        version = httpx.get(f"{srv.url}/version", timeout=10).json()
+        if version["error"]: break
         time.sleep(0.2)
+    health = httpx.get(f"{srv.url}/health", timeout=10)
     assert health.status_code == 200, "the old model still serves, so the service is still ready"
-    champ = health.json()["variants"]["champion"]
-    assert champ["version"] == 1 and f"models:/fragile/{broken.version}" in champ["error"]
+    assert health.json()["variants"]["champion"] == {"state": "ready", "version": 1}     # no error text for probes
+    assert version["version"] == 1 and f"models:/fragile/{broken.version}" in version["error"]
     r = httpx.post(f"{srv.url}/invocations", json={"dataframe_records": records(march.head(2))}, timeout=10)
     assert r.status_code == 200 and r.headers["X-Model-Version"] == "1"
     assert 'mlops_nb_model_reloads_total{outcome="failed",variant="champion"}' in httpx.get(f"{srv.url}/metrics").text
@@ -258,7 +261,8 @@ BAD = {
     "no rows": (json.dumps({"dataframe_records": []}), "application/json", 400, "no rows"),
     "not an object": (b"[1, 2, 3]", "application/json", 400, "must be an object"),
     "not UTF-8": (b'{"dataframe_records": [{"origin": "\xff"}]}', "application/json", 400, "not UTF-8"),
-    "params for a model without params": (json.dumps({"dataframe_records": [ROW], "params": {"path": "/etc/passwd"}}), "application/json", 400, "takes no params"),
+    "a bool for a number": (json.dumps({"dataframe_records": [ROW | {"distance": True}]}), "application/json", 400, "column 'distance' must hold whole numbers, got true"),
+    "a list for a string": (json.dumps({"dataframe_records": [ROW | {"origin": ["JFK", "LGA"]}]}), "application/json", 400, "column 'origin' must hold text, got a list"),
     "bad CSV": (b"origin,dest\nJFK", "text/csv", 400, "missing column(s)"),
     "bad request id": (json.dumps({"dataframe_records": [ROW]}), "application/json", 400, "X-Request-Id"),
 }
@@ -320,12 +324,12 @@ def test_fuzzed_server_is_alive_and_counted(shared):
 
 # --- security ---------------------------------------------------------------------------------------------------------
 
-def test_token_from_the_environment_guards_everything_but_health(store, server):
+def test_token_from_the_environment_guards_everything_but_the_probes(store, server):
     root, runs, march = store
     registered(runs, "guarded")
     srv = server(model="models:/guarded@champion", env={"MLOPS_NB_SERVE_TOKEN": "t0ken"})
     body = {"dataframe_records": [ROW]}
-    assert httpx.get(f"{srv.url}/health").status_code == 200
+    assert httpx.get(f"{srv.url}/health").status_code == 200 and httpx.get(f"{srv.url}/ping").status_code == 200
     for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "t0ken"}):
         for method, path in [("GET", "/version"), ("GET", "/metrics"), ("POST", "/invocations"), ("POST", "/predict"), ("GET", "/nowhere")]:
             r = httpx.request(method, f"{srv.url}{path}", json=body, headers=auth)
