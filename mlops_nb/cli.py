@@ -234,17 +234,23 @@ def steps(pipeline):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the service to the network.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--token", envvar="MLOPS_NB_SERVE_TOKEN", default=None, show_envvar=True,
-              help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health.")
+              help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health and /ping.")
 @click.option("--reload-every", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True, metavar="S",
               help="Seconds between registry polls; the service swaps to the new version when the alias moves.")
-@click.option("--no-log", is_flag=True, help="Do not write the prediction log (<project>/predictions/*.parquet).")
+@click.option("--no-log", is_flag=True, help="Do not write the prediction log (<project>/predictions/: .jsonl segments, compacted to parquet).")
 @click.option("--max-body", type=click.IntRange(1), default=5 * 2**20, show_default=True, help="Largest request body accepted, in bytes.")
-def serve(model, challenger, split, host, port, token, reload_every, no_log, max_body):
+@click.option("--max-rows", type=click.IntRange(1), default=100_000, show_default=True, help="Most rows one request may hold.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True, help="Seconds a request may take (slow bodies 408, slow scoring 504).")
+@click.option("--header-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, help="Seconds a connection has to send its headers.")
+@click.option("--max-connections", type=click.IntRange(1), default=1000, show_default=True, help="Open connections at most.")
+@click.option("--allow-pickle", is_flag=True, help="Also load models stored in formats that can run code (pickle, custom loaders); recorded.")
+def serve(model, challenger, split, host, port, token, reload_every, no_log, max_body, max_rows, timeout, header_timeout, max_connections, allow_pickle):
     "Serve MODEL (a registered model's name: its champion; or a URI like models:/NAME@ALIAS) over HTTP: MLflow's /invocations, /predict, /health, /version, /metrics."
     from mlops_nb.registry import model_uri
     from mlops_nb.serving import serve as run_service
     run_service(model_uri(model), challenger=challenger and model_uri(challenger), split=split, host=host, port=port, token=token,
-                reload_every=reload_every, log=not no_log, max_body=max_body)
+                reload_every=reload_every, log=not no_log, max_body=max_body, max_rows=max_rows, timeout=timeout,
+                header_timeout=header_timeout, max_connections=max_connections, allow_pickle=allow_pickle)
 
 @main.command(epilog=examples("mlops-nb score wine new.parquet scored.parquet", "mlops-nb score models:/wine/3 new.csv scored.csv --chunk-rows 10000"))
 @click.argument("model")
@@ -252,11 +258,12 @@ def serve(model, challenger, split, host, port, token, reload_every, no_log, max
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
 @click.option("--chunk-rows", type=click.IntRange(1), default=100_000, show_default=True, help="Rows scored per chunk.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def score(model, input_path, output_path, chunk_rows, quiet):
+@click.option("--allow-pickle", is_flag=True, help="Also load a model stored in a format that can run code; recorded.")
+def score(model, input_path, output_path, chunk_rows, quiet, allow_pickle):
     "Score INPUT (.parquet or .csv) with MODEL (a registered model's name: its champion; or a URI); write it with a `prediction` column to OUTPUT."
     from mlops_nb.registry import model_uri
     from mlops_nb.serving import score as score_file
-    out = score_file(model_uri(model), input_path, output_path, chunk_rows=chunk_rows, progress=not quiet)
+    out = score_file(model_uri(model), input_path, output_path, chunk_rows=chunk_rows, progress=not quiet, allow_pickle=allow_pickle)
     click.echo(f"wrote {out}")
 
 # %% ../nbs/08_cli.ipynb #c9e546e7

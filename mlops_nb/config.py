@@ -70,10 +70,13 @@ def trusted_types(
     root:str|Path|None=None, # the project folder or a folder inside it (default: the working directory)
 )->list[str]: # fully qualified type names, e.g. ["myproject.features.Encoder"]
     "The extra types the project trusts in model files: `[models] trusted_types` in mlops_nb.toml."
+    import re
     found = settings(root).get("models", {}).get("trusted_types", [])
-    if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
-        raise MlopsNbError(f"[models] trusted_types in {project_root(root)/SETTINGS_FILE} must be a list of type names, got {found!r}")
-    return found
+    dotted = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+    bad = [t for t in found if not (isinstance(t, str) and dotted.fullmatch(t))] if isinstance(found, list) else [found]
+    if bad: raise MlopsNbError(f"{project_root(root)/SETTINGS_FILE}: [models] trusted_types must be a list of dotted type "
+                               f"names like \"mypackage.module.Class\", got {bad[:3]}")
+    return list(found)
 
 # %% ../nbs/00_config.ipynb #d8142270
 def tracking_uri(

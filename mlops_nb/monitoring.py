@@ -320,6 +320,8 @@ def read_predictions(
     folder = folder if folder.name == PREDICTION_LOG or not (folder/PREDICTION_LOG).is_dir() else folder/PREDICTION_LOG
     if not folder.is_dir(): raise MlopsNbError(f"no prediction log at {folder}: the model service writes its predictions to "
                                                f"<project>/{PREDICTION_LOG}/ as parquet files; pass the project or that folder")
+    from mlops_nb.serving import compact_log
+    compact_log(folder)   # rows a killed or crashed service left in its segment files become parquet first
     df = read_frame(folder)
     if "timestamp" in df:
         ts = pd.to_datetime(df["timestamp"], utc=True)
@@ -471,10 +473,11 @@ MonitorReport._repr_html_, MonitorReport.to_html, MonitorReport.to_dict = _html,
 def _load_model(model, root):
     "A model URI loaded from the project's registry, or the fitted object itself."
     if model is None or not isinstance(model, str): return model
-    import mlflow.pyfunc
     from mlops_nb.config import use_store
-    use_store(root)
-    try: return mlflow.pyfunc.load_model(model)
+    from mlops_nb.loading import UnsafeModelError, load_model
+    use_store(root, create=False)
+    try: return load_model(model, root=root)
+    except UnsafeModelError: raise
     except Exception as e:
         raise MlopsNbError(f"cannot load model {model!r}: {str(e).splitlines()[0][:300]}; "
                            "register and promote one first (e.g. mlops-nb promote NAME VERSION)") from None

@@ -232,12 +232,12 @@ def _split_evaluation(evaluation_data)->tuple:
         return X.drop(columns=[y]), X[y]
     return X, y
 
-def _scored_now(name:str, candidate, champion, metric:str, evaluation_data)->tuple[float, float, str]:
-    "Both models loaded and scored on the same evaluation data, with scikit-learn's scorer for `metric`."
-    import mlflow.pyfunc
+def _scored_now(name:str, candidate, champion, metric:str, evaluation_data, allow_pickle:bool=False)->tuple[float, float, str]:
+    "Both models loaded (only from formats that cannot run code, unless opted in) and scored with scikit-learn's scorer for `metric`."
+    from mlops_nb.loading import load_model
     from mlops_nb.metrics import score
     X, y = _split_evaluation(evaluation_data)
-    scored = lambda mv: score(metric, mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}"), X, y)
+    scored = lambda mv: score(metric, load_model(f"models:/{name}/{mv.version}", allow_pickle), X, y)
     return scored(candidate), scored(champion), f"scored on {len(X)} rows"
 
 # %% ../nbs/02_registry.ipynb #586001a9
@@ -246,12 +246,12 @@ def _goal_for(client, name:str, metric:str, mode:str|None, *mvs)->str:
     tags = {f"version {mv.version}": mv.tags for mv in mvs} | {f"model {name!r}": client.get_registered_model(name).tags}
     return goal(metric, mode, tags)
 
-def _gate(client, name, judged, current:int, metric:str, mode:str|None, min_delta:float, evaluation_data, ties:bool)->dict:
+def _gate(client, name, judged, current:int, metric:str, mode:str|None, min_delta:float, evaluation_data, ties:bool, allow_pickle:bool=False)->dict:
     "Compare the judged version (the candidate, or the version it was refit from) with the current holder; the verdict as history fields."
     import math
     holder = _version(client, name, current)
     direction = _goal_for(client, name, metric, mode, judged, holder)
-    scores = (_scored_now(name, judged, holder, metric, evaluation_data) if evaluation_data is not None
+    scores = (_scored_now(name, judged, holder, metric, evaluation_data, allow_pickle) if evaluation_data is not None
               else _registered_scores(judged, holder, metric))
     finite = all(math.isfinite(s) for s in scores[:2])   # a NaN or infinite score decides nothing
     ok = finite and (better(scores[0], scores[1], direction, min_delta) or (ties and not better(scores[1], scores[0], direction)))
@@ -269,6 +269,15 @@ def _judged(client, name:str, candidate, evidence)->object:
         raise MlopsNbError(f"version {candidate.version} is not a refit of version {evidence} (it is {'a refit of ' + source if source else 'no refit'}): "
                            f"its promotion can only be judged by {'version ' + source if source else 'its own scores'}")
     return _version(client, name, source)
+
+# %% ../nbs/02_registry.ipynb #5b34530c
+def _check_format(name:str, mv, allow_pickle:bool)->str|None:
+    "Refuse a version whose model files can run code, unless opted in; the reason for the record when opted in."
+    from mlops_nb.loading import model_files, model_format, read_mlmodel, unsafe_error
+    fmt = model_format(read_mlmodel(model_files(f"models:/{name}/{mv.version}")))
+    if fmt.safe: return None
+    if not allow_pickle: raise unsafe_error(f"models:/{name}/{mv.version}", fmt)
+    return fmt.reason
 
 # %% ../nbs/02_registry.ipynb #317e6f28
 def _check_margin(min_delta)->float:
@@ -289,11 +298,13 @@ def promote(
     reason:str="", # why, for the history
     evidence=None, # for a refit: the version it was refit from, whose score judges it (default: its mlops_nb.refit_of tag)
     ties:bool=False, # an equal score wins too (refreshing the holder's own recipe)
+    allow_pickle:bool=False, # let a model stored in a format that can run code hold the alias (recorded)
 )->dict: # the history record of the move
     "Move `alias` to `version` if it beats the current holder; raise PromotionRefused otherwise."
     client = _client()
     candidate = _version(client, name, version)
     min_delta = _check_margin(min_delta)
+    opt_in = _check_format(name, candidate, allow_pickle)   # what would serve it must be able to load it safely
     metric = metric or client.get_registered_model(name).tags.get(PRIMARY_METRIC_TAG)
     if metric and mode is not None: _goal_for(client, name, metric, mode, candidate)   # a contradicting mode is refused up front
     with store_lock(client.tracking_uri, "registry"):
@@ -303,7 +314,7 @@ def promote(
         if current is not None and not force:
             if not metric: raise MlopsNbError(f"which metric decides? pass metric=... (model {name!r} has no primary metric)")
             judged = _judged(client, name, candidate, evidence)
-            event |= _gate(client, name, judged, current, metric, mode, min_delta, evaluation_data, ties)
+            event |= _gate(client, name, judged, current, metric, mode, min_delta, evaluation_data, ties, allow_pickle)
             if judged is not candidate: event["judged_by"] = int(judged.version)
             if event["action"] == "refused":
                 _record(client, name, **event)
@@ -313,6 +324,7 @@ def promote(
                                        f"min_delta {min_delta:g}{'; a score is not a finite number' if 'finite' in event['on'] else ''})",
                                        event["candidate"], event["champion"])
         elif force and current is not None: event["action"] = "forced"
+        if opt_in: event["allow_pickle"] = opt_in
         client.set_registered_model_alias(name, alias, candidate.version)
         _record(client, name, **event)
     return event
@@ -376,12 +388,12 @@ def load(
     name:str, # registered model name
     alias:str="champion", # the alias to load
     version:int|None=None, # a version instead of the alias
+    allow_pickle:bool=False, # also load formats that can run code (recorded; see mlops_nb.loading)
 ): # an `mlflow.pyfunc.PyFuncModel`
-    "Load the model behind `models:/name@alias` (or `models:/name/version`)."
-    import mlflow.pyfunc
-    if version is None: champion(name, alias)
-    else: _version(_client(), name, version)
-    return mlflow.pyfunc.load_model(f"models:/{name}@{alias}" if version is None else f"models:/{name}/{version}")
+    "Load the model behind `models:/name@alias` (or `models:/name/version`), only from formats that cannot run code unless opted in."
+    from mlops_nb.loading import load_model
+    mv = champion(name, alias) if version is None else _version(_client(), name, version)
+    return load_model(f"models:/{name}/{mv.version}", allow_pickle)
 
 # %% ../nbs/02_registry.ipynb #ab91c4e6
 def model_uri(

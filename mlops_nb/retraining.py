@@ -223,9 +223,9 @@ RetrainLoop.monitor = _monitor
 # %% ../nbs/06_retraining.ipynb #9aa128a0
 def _score(self:RetrainLoop, version:int, X, y)->float:
     "`version`'s metric on (X, y), its model loaded once."
-    import mlflow.pyfunc
+    from mlops_nb.loading import load_model
     from mlops_nb.metrics import score
-    if version not in self._models: self._models[version] = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
+    if version not in self._models: self._models[version] = load_model(f"models:/{self.name}/{version}", root=self.pipeline.root)
     return score(self.spec.metric, self._models[version], X, y)
 
 def _backtest(self:RetrainLoop,

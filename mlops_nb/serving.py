@@ -1019,6 +1019,12 @@ def _log_to_stderr(level:int=logging.INFO):
     log.addHandler(handler)
     log.setLevel(level)
 
+# %% ../nbs/04_serving.ipynb #e35f1cd9
+def _load_or_refuse(svc:ModelService):
+    "Load every variant now; raise with the reasons when one cannot load."
+    failed = {v: outcome for v, outcome in svc.refresh().items() if outcome not in ("loaded", "unchanged")}
+    if failed: raise MlopsNbError("cannot serve: " + "; ".join(f"{v}: {why}" for v, why in failed.items()))
+
 # %% ../nbs/04_serving.ipynb #e6931be4
 def serve(
     model:str, # the champion's URI, e.g. models:/flights@champion
@@ -1033,7 +1039,7 @@ def serve(
     max_connections:int=1000, # open connections at most (more are answered 503)
     **kwargs, # more `create_app` arguments: log, root, max_body, flush_seconds, threads, max_rows, timeout, allow_pickle
 ):
-    "Serve a model over HTTP with uvicorn until interrupted."
+    "Serve a model over HTTP with uvicorn until interrupted; a model that cannot load stops it before it binds the port."
     import sys, uvicorn
     app = create_app(model, challenger, split, token, reload_every, **kwargs)
     if host not in ("127.0.0.1", "localhost", "::1") and not (token or os.environ.get(TOKEN_ENV)):
@@ -1042,7 +1048,11 @@ def serve(
     _log_to_stderr()
     if kwargs.get("allow_pickle"):
         print("warning: allow_pickle: models stored in formats that can run code (pickle, custom loaders) will be loaded", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=10,
+    _load_or_refuse(app.state.service)
+    served = ", ".join(f"{v.name} v{v.current.version}" if v.current.version is not None else f"{v.name} {v.ref.uri}"
+                       for v in app.state.service.variants.values())
+    print(f"serving {model} ({served}) on http://{host}:{port}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="warning", timeout_graceful_shutdown=10,
                 http=_header_timeout_protocol(header_timeout), limit_concurrency=max_connections)
 
 # %% ../nbs/04_serving.ipynb #f130deaf
