@@ -202,7 +202,9 @@ def _holder()->str:
 class RegistryLock:
     "A cross-process lock held as a registered model in the store's registry (for tracking servers)."
     def __init__(self, uri:str, key:str, timeout:float=120, stale:float=600):
+        import uuid
         self.uri, self.name, self.timeout, self.stale = uri, LOCK_PREFIX + key, timeout, stale
+        self.token = uuid.uuid4().hex   # who holds it: release and takeover compare it before they delete
 
     @property
     def client(self):
@@ -223,25 +225,47 @@ class RegistryLock:
     def _create(self, client)->bool:
         from mlflow.exceptions import MlflowException
         import time
-        try: client.create_registered_model(self.name, tags={KIND_TAG: "lock", "holder": _holder(), "since": repr(time.time())},
+        try: client.create_registered_model(self.name, tags={KIND_TAG: "lock", "holder": _holder(), "since": repr(time.time()), "token": self.token},
                                             description="a lock held by mlops_nb while it moves an alias; deleted on release")
         except MlflowException as e:
             if e.error_code == "RESOURCE_ALREADY_EXISTS": return False
             raise
         return True
 
-    def _age(self, client)->float|None:
-        "Seconds since the current holder took the lock (None when it was just released)."
-        import time
+    def _current(self, client):
+        "The lock model as it is now, or None when nobody holds it."
         from mlflow.exceptions import MlflowException
-        try: model = client.get_registered_model(self.name)
+        try: return client.get_registered_model(self.name)
         except MlflowException: return None
-        return time.time() - float(model.tags.get("since") or model.creation_timestamp / 1000)
+
+    def _delete_if_held_by(self, client, token:str|None):
+        "Delete the lock only while `token` holds it (a lock taken over since belongs to someone else)."
+        from mlflow.exceptions import MlflowException
+        model = self._current(client)
+        if model is None or model.tags.get("token") != token: return
+        try: client.delete_registered_model(self.name)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST": raise
 
     def _take_over_if_stale(self, client):
-        "Delete a lock whose holder has held it longer than `stale` seconds (it died holding it)."
-        age = self._age(client)
-        if age is not None and age > self.stale: self.release()
+        "Delete a lock held longer than `stale` seconds (its holder died holding it); one waiter wins, through a marker only one can create."
+        import time
+        model = self._current(client)
+        if model is None or time.time() - float(model.tags.get("since") or model.creation_timestamp / 1000) <= self.stale: return
+        old = model.tags.get("token") or str(model.creation_timestamp)
+        marker = f"{self.name}.takeover.{old}"
+        if not self._claim(client, marker): return                      # another waiter is taking this one over
+        try: self._delete_if_held_by(client, model.tags.get("token"))
+        finally: client.delete_registered_model(marker)
+
+    def _claim(self, client, name:str)->bool:
+        "Create registered model `name` (atomic in the registry); False when it exists."
+        from mlflow.exceptions import MlflowException
+        try: client.create_registered_model(name, tags={KIND_TAG: "lock"})
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_ALREADY_EXISTS": return False
+            raise
+        return True
 
     def _busy(self, client)->str:
         from mlflow.exceptions import MlflowException
@@ -251,11 +275,8 @@ class RegistryLock:
                 f"If that process is gone, delete the registered model {self.name!r} or wait {self.stale:g} s for takeover")
 
     def release(self):
-        "Delete the lock model (nothing when it is already gone)."
-        from mlflow.exceptions import MlflowException
-        try: self.client.delete_registered_model(self.name)
-        except MlflowException as e:
-            if e.error_code != "RESOURCE_DOES_NOT_EXIST": raise
+        "Delete the lock model if this lock still holds it (nothing when it is gone or was taken over)."
+        self._delete_if_held_by(self.client, self.token)
 
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
