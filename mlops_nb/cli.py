@@ -29,6 +29,7 @@ class _Group(click.Group):
 def main():
     "mlops_nb: tracked experiments, a model registry, notebook pipelines, serving, monitoring and retraining on MLflow and papermill."
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")   # before MLflow is imported: its INFO lines are not the answer
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # nor its download bars
 
 # %% ../nbs/08_cli.ipynb #221f172f
 def examples(*lines:str)->str:

@@ -304,7 +304,7 @@ def promote(
     client = _client()
     candidate = _version(client, name, version)
     min_delta = _check_margin(min_delta)
-    opt_in = _check_format(name, candidate, allow_pickle)   # what would serve it must be able to load it safely
+    opt_in = None if force else _check_format(name, candidate, allow_pickle)   # part of the gate: what serves it must load it safely
     metric = metric or client.get_registered_model(name).tags.get(PRIMARY_METRIC_TAG)
     if metric and mode is not None: _goal_for(client, name, metric, mode, candidate)   # a contradicting mode is refused up front
     with store_lock(client.tracking_uri, "registry"):

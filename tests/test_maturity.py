@@ -19,6 +19,16 @@ def store(project, monkeypatch):
     mlflow.set_tracking_uri(uri); mlflow.set_registry_uri(uri)
     return MlflowClient(uri, uri)
 
+def saved_model(root)->str:
+    "A real (tiny) skops model folder in the project, as the source of registered versions: the gate reads its MLmodel."
+    folder = root/"model"
+    if not folder.exists():
+        import pandas as pd, mlflow.sklearn
+        from sklearn.linear_model import Ridge
+        X = pd.DataFrame({"distance": [100.0, 500.0]})
+        mlflow.sklearn.save_model(Ridge().fit(X, [1.0, 5.0]), folder, pip_requirements=["scikit-learn"], serialization_format="skops")
+    return folder.as_uri()
+
 def finished(client, experiment="flights", **tags)->str:
     "A finished run of `experiment` with these tags; its id."
     exp = client.get_experiment_by_name(experiment)
@@ -112,24 +122,24 @@ def test_reproducibility_needs_a_git_commit_and_a_data_fingerprint_on_the_same_r
 
 def test_the_registry_needs_a_version_with_its_metrics(project, store):
     store.create_registered_model("flights")
-    store.create_model_version("flights", "file:///model", run_id=finished(store))
+    store.create_model_version("flights", saved_model(project), run_id=finished(store))
     assert "none with its metrics" in check(project, "registry").evidence
-    store.create_model_version("flights", "file:///model", run_id=finished(store), tags={"metric.rmse": "9.5", "metric.mae": "7"})
+    store.create_model_version("flights", saved_model(project), run_id=finished(store), tags={"metric.rmse": "9.5", "metric.mae": "7"})
     assert check(project, "registry").evidence == "1 registered model; 1 of 2 versions record metrics, e.g. flights v2 (mae, rmse)"
 
 @pytest.mark.parametrize("tags", [{m.PAPERMILL_TAG: "true"}, {m.TAG_EXECUTION: "0123abcd"}])
 def test_automated_training_needs_a_version_from_a_papermill_run(project, store, tags):
     store.create_registered_model("flights")
-    store.create_model_version("flights", "file:///model", run_id=finished(store))
+    store.create_model_version("flights", saved_model(project), run_id=finished(store))
     assert not check(project, "automated_training").met
     run_id = finished(store, **tags, **{m.TAG_NOTEBOOK: str(project/"train.ipynb")})
-    store.create_model_version("flights", "file:///model", run_id=run_id)
+    store.create_model_version("flights", saved_model(project), run_id=run_id)
     assert check(project, "automated_training").evidence == f"flights v2 comes from papermill run {run_id[:8]} of train.ipynb"
 
 def test_champion_and_challenger_aliases_set_by_the_registry_module(project, store):
     from mlops_nb.registry import promote
     store.create_registered_model("flights")
-    for _ in range(2): store.create_model_version("flights", "file:///model", run_id=finished(store), tags={"metric.rmse": "9"})
+    for _ in range(2): store.create_model_version("flights", saved_model(project), run_id=finished(store), tags={"metric.rmse": "9"})
     assert not check(project, "champion").met and not check(project, "ab_tests").met
     promote("flights", 1)
     assert check(project, "champion").evidence == "flights@champion = v1"
@@ -145,7 +155,7 @@ def test_monitoring_needs_runs_in_an_experiment_tagged_monitoring(project, store
 def test_retraining_is_detected_from_tagged_runs_or_the_alias_history(project, store):
     from mlops_nb.registry import promote
     store.create_registered_model("flights")
-    for _ in range(2): store.create_model_version("flights", "file:///model", run_id=finished(store), tags={"metric.rmse": "9"})
+    for _ in range(2): store.create_model_version("flights", saved_model(project), run_id=finished(store), tags={"metric.rmse": "9"})
     promote("flights", 1, reason="first model")
     assert not check(project, "retraining").met
     promote("flights", 2, force=True, reason="Retraining on March after drift")
