@@ -105,20 +105,6 @@ open(probe, 'a').write(json.dumps(seen) + '\\n')
 os.environ['LEAKED'] = pd.leaked = builtins.leaked = tracking.leaked = str(i)
 sklearn.set_config(assume_finite=True); np.random.seed(0); random.seed(0); sys.modules['leaked_module'] = sys"""
 
-def test_no_state_crosses_from_one_warm_task_to_another(project):
-    write_notebook(project/"leak.ipynb", LEAK, parameters="i = 0\nprobe = ''")
-    (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "leak", "steps": [
-        {"name": "leak", "notebook": "leak.ipynb", "params": {"probe": str(project/"seen.jsonl")}, "grid": {"i": list(range(4))}}]}))
-    mark = uuid.uuid4().hex
-    mlops("run", "--jobs", "2", cwd=project, env=environment(mark, warm=True))
-    seen = [json.loads(l) for l in (project/"seen.jsonl").read_text().splitlines()]
-    assert len(seen) == 4 and all(forked(s) for s in seen)
-    for s in seen:   # what every earlier task changed is invisible to the later ones
-        assert (s["env"], s["pandas"], s["builtins"], s["sklearn"], s["tracking"], s["modules"]) == (None, None, None, False, None, False)
-    assert len({s["pid"] for s in seen}) == 4                                   # a kernel per task
-    assert len({s["np"] for s in seen}) == 4 and len({s["random"] for s in seen}) == 4  # and fresh random state
-    assert gone(mark) == []
-
 FORK_TWICE = """import json, os, random, numpy as np
 from mlops_nb.kernels import _reseed
 np.random.rand()  # as a preloaded module may do at import: numpy 2 seeds its global generator at first use
@@ -139,24 +125,33 @@ def test_forked_children_share_numpy_random_state_unless_reseeded():
 
 HANG = "import os, time\nopen(pidfile, 'w').write(str(os.getpid()))\ntime.sleep(300)"
 
-def test_a_killed_runner_takes_its_zygote_and_warm_kernels_along(project):
-    "SIGKILL `mlops-nb run` while its warm kernel runs a cell: the zygote sees its stdin close and kills the kernel."
+def test_no_state_crosses_tasks_and_a_killed_runner_leaves_no_process(project):
+    """Four warm tasks, two at a time, each changing what it can of the process: none sees another's changes. Then a
+    step hangs in its warm kernel and `mlops-nb run` is killed (SIGKILL): the zygote sees its stdin close and kills it."""
+    write_notebook(project/"leak.ipynb", LEAK, parameters="i = 0\nprobe = ''")
     write_notebook(project/"hang.ipynb", HANG, parameters="pidfile = ''")
-    (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "hang", "steps": [
-        {"name": "hang", "notebook": "hang.ipynb", "params": {"pidfile": str(project/"kernel.pid")}}]}))
+    (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "leak", "steps": [
+        {"name": "leak", "notebook": "leak.ipynb", "params": {"probe": str(project/"seen.jsonl")}, "grid": {"i": list(range(4))}},
+        {"name": "hang", "notebook": "hang.ipynb", "needs": ["leak"], "params": {"pidfile": str(project/"kernel.pid")}}]}))
     mark, pidfile = uuid.uuid4().hex, project/"kernel.pid"
-    runner = subprocess.Popen([BIN/"mlops-nb", "run"], cwd=project, env=environment(mark, warm=True),
+    runner = subprocess.Popen([BIN/"mlops-nb", "run", "--jobs", "2"], cwd=project, env=environment(mark, warm=True),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not pidfile.is_file() or not pidfile.read_text():
-        assert time.monotonic() < deadline and runner.poll() is None, "the step never started"
+        assert time.monotonic() < deadline and runner.poll() is None, runner.communicate()
         time.sleep(0.1)
     kernel = int(pidfile.read_text())
-    assert forked({"ppid": int(Path(f"/proc/{kernel}/stat").read_text().rpartition(")")[2].split()[1]),
-                   "parent": runner.pid})
+    ppid = int(Path(f"/proc/{kernel}/stat").read_text().rpartition(")")[2].split()[1])
     runner.kill()
     runner.communicate(timeout=120)
     assert gone(mark) == [], f"left behind: {marked(mark)}"
+    assert forked({"ppid": ppid, "parent": runner.pid})
+    seen = [json.loads(l) for l in (project/"seen.jsonl").read_text().splitlines()]
+    assert len(seen) == 4 and all(forked(s) for s in seen)
+    for s in seen:   # what every earlier task changed is invisible to the later ones
+        assert (s["env"], s["pandas"], s["builtins"], s["sklearn"], s["tracking"], s["modules"]) == (None, None, None, False, None, False)
+    assert len({s["pid"] for s in seen}) == 4                                   # a kernel per task
+    assert len({s["np"] for s in seen}) == 4 and len({s["random"] for s in seen}) == 4  # and fresh random state
 
 # In-process: papermill with the mlops_nb engine, as a papermill loop would use it.
 
@@ -209,7 +204,7 @@ def test_a_killed_or_interrupted_warm_kernel_ends_the_task_as_a_cold_one(here, m
         for zygote in (None, z):
             errors.append(killed(hanging, zygote))
             with pytest.raises(pm.PapermillExecutionError) as e:  # a cell that times out is interrupted (SIGINT)
-                execute(slow, zygote, execution_timeout=3, interrupt_on_timeout=True)
+                execute(slow, zygote, execution_timeout=2, interrupt_on_timeout=True)
             interrupted.append((e.value.ename, e.value.cell_index, comparable(nbformat.read(slow.with_suffix(".out.ipynb"), 4))))
         assert z.warm == 2 and not z.cold
     assert errors[0] == errors[1] == "DeadKernelError: Kernel died"
