@@ -299,13 +299,14 @@ def execute_task(
     params:dict, # parameters to inject
     env:dict, # environment for the kernel
     kernel:str|None=None, # kernel name (None: the notebook's; python3 = this interpreter)
+    zygote=None, # a `mlops_nb.kernels.Zygote` to fork a warm python3 kernel from (None: a cold kernel)
 )->Outcome:
     "Execute one notebook with papermill and the mlops_nb engine; never raises for a failing notebook."
     import papermill as pm
     started = time.monotonic()
     try:
         pm.execute_notebook(notebook, output, parameters=params, engine_name="mlops_nb", kernel_env=env, kernel=kernel,
-                            cwd=str(Path(notebook).parent), progress_bar=False)
+                            zygote=zygote, cwd=str(Path(notebook).parent), progress_bar=False)
     except pm.PapermillExecutionError as e:
         first = (e.source or "").strip().splitlines()[:1]
         where = f"cell {e.cell_index + 1}" + (f" ({first[0][:60]})" if first else "")
@@ -316,13 +317,21 @@ def execute_task(
 
 # %% ../nbs/03_pipeline.ipynb #d413c664
 class LocalExecutor:
-    "Run tasks on this machine, `jobs` kernels at a time."
-    def __init__(self, jobs:int|None=None):
+    "Run tasks on this machine, `jobs` kernels at a time, python3 kernels forked warm from a zygote."
+    def __init__(self,
+                 jobs:int|None=None, # tasks at once (default: the number of cores)
+                 warm:bool=True, # fork python3 kernels from a zygote (False: every kernel starts cold)
+                 notebooks:list|None=None, # the notebooks to run, if known: the zygote preloads only what they import
+                ):
         from concurrent.futures import ThreadPoolExecutor
+        from mlops_nb.kernels import start_zygote
         self.jobs = jobs or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="mlops_nb-step")
-    def submit(self, *args, **kwargs): return self._pool.submit(execute_task, *args, **kwargs)
-    def shutdown(self): self._pool.shutdown(wait=True, cancel_futures=True)
+        self.zygote = start_zygote(notebooks) if warm else None  # None when warm kernels are off or unsupported here
+    def submit(self, *args, **kwargs): return self._pool.submit(execute_task, *args, zygote=self.zygote, **kwargs)
+    def shutdown(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.zygote: self.zygote.close()
 
 # %% ../nbs/03_pipeline.ipynb #3b652685
 def _write_atomically(path:Path, text:str):
@@ -622,7 +631,7 @@ def run_pipeline(
     if resume: p.params = state["params"]
     folder.mkdir(parents=True, exist_ok=True)
     own = executor is None
-    executor = executor or LocalExecutor(jobs)
+    executor = executor or LocalExecutor(jobs, notebooks=[p.root/s.notebook for s in order])
     runner = _Runner(p, declared, executor, force, kernel, folder, state.get("run_id"), progress)
     save = lambda status: _write_atomically(folder/"state.json", json.dumps({"params": p.params, "run_id": runner.result.run_id, "status": status}, default=str))
     save("running")

@@ -433,6 +433,7 @@ def kernel_manager_class(
     env:dict, # environment variables for the kernel, on top of this process's
     socket_dir:str, # a private folder for the kernel's IPC sockets
     kernel:str|None=None, # kernel name; None keeps the notebook's (python3 = this interpreter)
+    zygote=None, # a `mlops_nb.kernels.Zygote` to fork python3 kernels from (None: every kernel starts cold)
 ): # a jupyter_client kernel manager class for papermill/nbclient
     "A kernel manager that starts kernels with their own environment on IPC sockets, so parallel starts cannot race for ports."
     from jupyter_client.manager import AsyncKernelManager
@@ -444,6 +445,12 @@ def kernel_manager_class(
         async def start_kernel(self, **kw):
             kw["env"] = {**os.environ, **kw.get("env", {}), **env}
             return await super().start_kernel(**kw)
+        async def _async_pre_start_kernel(self, **kw):
+            if zygote is not None and self.provisioner is None and self.kernel_name == NATIVE_KERNEL:
+                from mlops_nb.kernels import zygote_provisioner  # a warm kernel, or a cold one when the zygote says no
+                self.kernel_id = self.kernel_id or kw.pop("kernel_id", None) or str(uuid.uuid4())
+                self.provisioner = zygote_provisioner(zygote)(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+            return await super()._async_pre_start_kernel(**kw)
         async def _async_interrupt_kernel(self):
             # jupyter_client sends SIGINT before every shutdown; papermill shuts a kernel down when its cells are done,
             # so that only races with the last messages ("KeyboardInterrupt caught in kernel" on the terminal)
@@ -478,7 +485,7 @@ def attach_notebook(
 class MlopsNbEngine:
     "papermill engine `mlops_nb`: papermill's own engine, plus the executed notebook attached to the runs it made."
     @classmethod
-    def execute_notebook(cls, nb, kernel_name, kernel_env:dict|None=None, kernel:str|None=None, **kwargs):
+    def execute_notebook(cls, nb, kernel_name, kernel_env:dict|None=None, kernel:str|None=None, zygote=None, **kwargs):
         import shutil, tempfile
         from papermill.engines import NBClientEngine
         execution, notebook = uuid.uuid4().hex, _absolute_input(kwargs.get("input_path") or "")
@@ -487,7 +494,7 @@ class MlopsNbEngine:
         context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}") | {TAG_EXECUTION: execution}
         env = {ENV_EXECUTION: execution, ENV_NOTEBOOK: notebook, "MLFLOW_RUN_CONTEXT": json.dumps(context), **(kernel_env or {})}
         sockets = tempfile.mkdtemp(prefix="mlops_nb-", dir="/tmp" if os.path.isdir("/tmp") else None)
-        try: nb = NBClientEngine.execute_notebook(nb, kernel_name, kernel_manager_class=kernel_manager_class(env, sockets, kernel), **kwargs)
+        try: nb = NBClientEngine.execute_notebook(nb, kernel_name, kernel_manager_class=kernel_manager_class(env, sockets, kernel, zygote), **kwargs)
         finally: shutil.rmtree(sockets, ignore_errors=True)
         attach_notebook(execution, nb, notebook)
         return nb
