@@ -636,16 +636,23 @@ def _log_files(folder:Path, model:str|None)->list[Path]:
     files = [*folder.glob(f"{pattern}.parquet"), *(s for s in folder.glob(f"{pattern}.jsonl") if not s.with_suffix(".parquet").exists())]
     return sorted(files, key=lambda p: p.stem.rsplit("-", 3)[-3:])
 
+def _read_log_file(f:Path):
+    "A log file's rows; a segment compacted (and removed) while we looked is read from its parquet file."
+    import pandas as pd
+    if f.suffix == ".parquet": return pd.read_parquet(f)
+    try: return _table(*_read_segment(f)).to_pandas()
+    except FileNotFoundError:
+        done = f.with_suffix(".parquet")
+        return pd.read_parquet(done) if done.exists() else None   # a segment without rows leaves no parquet file
+
 def read_predictions(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     model:str|None=None, # only the rows of this registered model
 ): # a pandas DataFrame, one row per prediction, oldest first
     "The project's prediction log as one table."
     import pandas as pd
-    frames = []
-    for f in _log_files(Path(root or project_root())/PREDICTION_LOG, model):
-        try: frames.append(pd.read_parquet(f) if f.suffix == ".parquet" else _table(*_read_segment(f)).to_pandas())
-        except FileNotFoundError: continue        # compacted (and removed) while we were reading
+    files = _log_files(Path(root or project_root())/PREDICTION_LOG, model)
+    frames = [rows for f in files if (rows := _read_log_file(f)) is not None]
     if not frames: return pd.DataFrame(columns=list(LOG_COLUMNS))
     return pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable", ignore_index=True)
 
