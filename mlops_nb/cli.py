@@ -328,7 +328,7 @@ def retrain(pipeline, batch, period, trigger, windows, min_delta, cooldown, ever
     pipeline, batch = Path(pipeline).resolve(), Path(batch).resolve()
     os.chdir(pipeline.parent if pipeline.is_file() else pipeline)  # the pipeline's project store, as its kernels see it
     loop = RetrainLoop(pipeline, RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown, every), reference=reference)
-    rec = loop.restore().step(batch, period)
+    with loop: rec = loop.restore().step(batch, period)
     if as_json: click.echo(json.dumps(rec, default=str))
     else:
         metric = loop.spec.metric

@@ -204,8 +204,8 @@ def replay(
     if not 2 <= from_month <= to_month <= 12: raise MlopsNbError(f"months must satisfy 2 <= from_month <= to_month <= 12, got {from_month}..{to_month}")
     workdir = Path(workdir).resolve()
     copy_template(workdir, "flights")
-    with _inside(workdir):
-        loop = RetrainLoop(workdir/"pipeline.yaml", policy or RetrainPolicy(), monitor, name=name, params={"sample": sample}, jobs=jobs, progress=progress)
+    with _inside(workdir), RetrainLoop(workdir/"pipeline.yaml", policy or RetrainPolicy(), monitor, name=name,
+                                       params={"sample": sample}, jobs=jobs, progress=progress) as loop:
         if models: loop.spec.grid = {"train": {"model": list(models)}}
         frozen = load(loop.name, version=loop.start(from_month))
         for month in range(from_month, to_month + 1):

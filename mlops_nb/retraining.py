@@ -149,9 +149,26 @@ class RetrainLoop:
         self.params, self.reference, self.jobs, self.progress = dict(params or {}), reference, jobs, progress
         self.monitor_settings = {"experiment": f"{self.name}-monitoring"} | dict(monitor or {})
         self.experiment = experiment or f"{self.name}-retraining"
-        self.batches, self.last_retrain, self.records, self._monitors, self._models = 0, None, [], {}, {}
+        self.batches, self.last_retrain, self.records, self._monitors, self._models, self._executor = 0, None, [], {}, {}, None
 
     def __repr__(self): return f"RetrainLoop({self.name!r}, {self.policy}, {self.batches} batches)"
+
+# %% ../nbs/06_retraining.ipynb #73695e6d
+def _loop_executor(self:RetrainLoop):
+    "The executor every training run of this loop uses, made at the first one."
+    from mlops_nb.pipeline import LocalExecutor
+    if self._executor is None:
+        self._executor = LocalExecutor(self.jobs, notebooks=[self.pipeline.root/s.notebook for s in self.pipeline.steps])
+    return self._executor
+
+def _close(self:RetrainLoop):
+    "Stop the loop's kernels."
+    if self._executor is not None: self._executor.shutdown()
+    self._executor = None
+
+RetrainLoop.executor, RetrainLoop.close = _loop_executor, _close
+RetrainLoop.__enter__ = lambda self: self
+RetrainLoop.__exit__ = lambda self, *exc: self.close()
 
 # %% ../nbs/06_retraining.ipynb #d25f6842
 def _train(self:RetrainLoop,
@@ -163,7 +180,7 @@ def _train(self:RetrainLoop,
     from mlops_nb.registry import _client
     extra = {k: v for k, v in (("model_name", self.name), ("register_alias", "challenger")) if k in self.pipeline.params}
     p = windowed(self.pipeline, self.params | params | extra, self.spec.grid | (grid or {}))
-    result = run_pipeline(p, only=self.spec.register, jobs=self.jobs, progress=self.progress)
+    result = run_pipeline(p, only=self.spec.register, executor=self.executor(), progress=self.progress)
     client = _client()
     run = client.get_run(result.steps[self.spec.register].run_ids[0])
     if "version" not in run.data.params:
