@@ -102,9 +102,9 @@ def write_notebook(path:Path, *cells:str, parameters:str|None=None)->Path:
     nbformat.write(nb, path)
     return path
 
-def run(*args, cwd=None, check=True, env=None):
-    "Run a command of this venv, capture its output."
-    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+def run(*args, cwd=None, check=True, env=None, timeout=1800):
+    "Run a command of this venv, capture its output; the timeout is a safety net against a hang, sized for a busy machine."
+    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and done.returncode: raise AssertionError(f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
 
