@@ -85,10 +85,11 @@ def regressor(
     family:str="ridge", # linear, ridge, lasso or forest
     **hyper, # the regressor's hyper-parameters, e.g. alpha=1.0
 ): # an unfitted scikit-learn regressor
-    "A regressor of one of the supported families."
+    "A regressor of one of the supported families (a forest is seeded unless `random_state` is given)."
     import sklearn.linear_model, sklearn.ensemble
     if family not in _FAMILIES: raise MlopsNbError(f"unknown model family {family!r}; choose one of {', '.join(_FAMILIES)}")
     module = sklearn.ensemble if family == "forest" else sklearn.linear_model
+    if family == "forest": hyper = {"random_state": 0} | hyper   # the same data gives the same forest: re-runs agree
     try: return getattr(module, _FAMILIES[family])(**hyper)
     except TypeError as e: raise MlopsNbError(f"bad hyper-parameter for {family}: {e}") from None
 
