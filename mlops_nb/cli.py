@@ -30,6 +30,7 @@ def main():
     "mlops_nb: tracked experiments, a model registry, notebook pipelines, serving, monitoring and retraining on MLflow and papermill."
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")   # before MLflow is imported: its INFO lines are not the answer
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # nor its download bars
+    if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)   # no IRI grammar compiled (2 s)
 
 # %% ../nbs/08_cli.ipynb #221f172f
 def examples(*lines:str)->str:
