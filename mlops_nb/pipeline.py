@@ -27,7 +27,7 @@ class PipelineFailed(Exception):
 
 # %% ../nbs/03_pipeline.ipynb #c622ad65
 PIPELINE_KEYS = ("name", "experiment", "params", "steps", "retrain")
-RETRAIN_KEYS = ("target", "metric", "mode", "period", "first", "window", "windows", "grid", "register")  # read by mlops_nb.retraining
+RETRAIN_KEYS = ("target", "metric", "mode", "period", "first", "window", "windows", "grid", "register", "max_age")  # read by mlops_nb.retraining
 STEP_KEYS = ("name", "notebook", "params", "needs", "products", "grid", "best")
 
 @dataclass

@@ -5,12 +5,12 @@
 # %% ../nbs/06_retraining.ipynb #6aa49cd7
 from __future__ import annotations
 import copy, itertools, json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from .config import KIND_RETRAINING, KIND_TAG, MlopsNbError, did_you_mean
 
 # %% auto #0
-__all__ = ['TRIGGERS', 'WINDOW_KEYS', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'RetrainPolicy', 'RetrainSpec', 'retrain_spec', 'windowed',
-           'RetrainLoop']
+__all__ = ['TRIGGERS', 'WINDOW_KEYS', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG', 'RetrainPolicy', 'RetrainSpec',
+           'retrain_spec', 'windowed', 'RetrainLoop']
 
 # %% ../nbs/06_retraining.ipynb #a4e0321c
 TRIGGERS = ("monitor", "drift", "performance_drop", "schedule", "always")
@@ -31,11 +31,14 @@ class RetrainPolicy:
     min_delta:float=0.0 # a recipe other than the champion's must beat it on the newest batch by more than this
     cooldown:int=0 # batches after a retrain during which the policy does not fire
     every:int=1 # with trigger="schedule": retrain every this many batches
+    max_age:int|None=None # also retrain when the champion's newest training period is more than this many periods old (default: retrain.max_age)
 
     def __post_init__(self):
         if self.trigger not in TRIGGERS: raise MlopsNbError(f"unknown trigger {self.trigger!r}{did_you_mean(self.trigger, TRIGGERS)} (triggers: {', '.join(TRIGGERS)})")
         if self.windows is not None: self.windows = _check_windows(self.windows, "RetrainPolicy")
         if not self.min_delta >= 0: raise MlopsNbError(f"min_delta must be >= 0, got {self.min_delta}: a negative margin lets a worse model in")
+        if self.max_age is not None and not (isinstance(self.max_age, int) and self.max_age >= 0):
+            raise MlopsNbError(f"max_age must be a whole number of periods >= 0, got {self.max_age!r}")
         if self.every < 1 or self.cooldown < 0: raise MlopsNbError(f"every must be >= 1 and cooldown >= 0, got {self.every}, {self.cooldown}")
 
 # %% ../nbs/06_retraining.ipynb #b3ea6dbf
@@ -43,12 +46,16 @@ def _fires(self:RetrainPolicy,
            verdict:str, # the monitor's verdict on the batch: ok, drift or performance_drop
            batch:int, # how many batches have arrived, this one included (1 = the first)
            since:int|None=None, # batches since the last retrain (None: never retrained)
+           age:int|None=None, # periods between the champion's newest training period and this batch (None: unknown)
           )->tuple[bool, str]: # (retrain?, why)
     "Whether to retrain after this batch, and why."
     if since is not None and since <= self.cooldown: return False, f"cool-down: {since} of {self.cooldown} batches since the last retrain"
     if self.trigger == "always": return True, "policy retrains on every batch"
-    if self.trigger == "schedule": return batch % self.every == 0, f"schedule: every {self.every} batches (batch {batch})"
-    return verdict in _FIRES_ON[self.trigger], f"monitor verdict {verdict} (policy fires on {' or '.join(_FIRES_ON[self.trigger])})"
+    if self.trigger == "schedule": fire, why = batch % self.every == 0, f"schedule: every {self.every} batches (batch {batch})"
+    else: fire, why = verdict in _FIRES_ON[self.trigger], f"monitor verdict {verdict} (policy fires on {' or '.join(_FIRES_ON[self.trigger])})"
+    if not fire and self.max_age is not None and age is not None and age > self.max_age:
+        return True, f"stale: the champion's newest data is {age} period(s) old (max_age {self.max_age})"
+    return fire, why
 
 RetrainPolicy.fires = _fires
 
@@ -67,6 +74,7 @@ class RetrainSpec:
     windows:list=field(default_factory=lambda: [1]) # window lengths the back-tests try ("all": from `first`)
     grid:dict=field(default_factory=dict) # {step: {param: values}}: grids for retraining
     register:str="register" # the step that registers a window's best model
+    max_age:int|None=None # the policy's max_age when it sets none: how many periods old a champion's data may get
 
     def window_params(self,
                       last:int, # the last period trained on
@@ -98,6 +106,8 @@ def retrain_spec(
         if param not in pipeline.params: raise MlopsNbError(f"{where}: window {key} = {param!r} is no pipeline parameter{did_you_mean(param, pipeline.params)}")
     spec = RetrainSpec(**block)
     spec.windows = _check_windows(spec.windows if isinstance(spec.windows, list) else [spec.windows], where)
+    if spec.max_age is not None and not (isinstance(spec.max_age, int) and spec.max_age >= 0):
+        raise MlopsNbError(f"{where}: max_age must be a whole number of periods >= 0, got {spec.max_age!r}")
     for step in [spec.register, *spec.grid]: pipeline.step(step)   # unknown steps fail here, with a hint
     goal(spec.metric, spec.mode, root=pipeline.root)                # a metric without a direction fails here
     return spec
@@ -127,6 +137,7 @@ def windowed(
 # %% ../nbs/06_retraining.ipynb #bf38ac23
 TRAIN_DATA_TAG = "mlops_nb.train_data"  # on a model version: the file it was trained on (the monitor's reference)
 RECIPE_TAG = "mlops_nb.recipe"           # on a model version: window length and grid point that made it (JSON)
+TRAINED_UNTIL_TAG = "mlops_nb.trained_until"  # on a model version: the newest period it was trained on
 
 class RetrainLoop:
     "Monitor each batch; when the policy fires, back-test recipes on it, refit the winner on the newest window, promote with evidence."
@@ -144,6 +155,7 @@ class RetrainLoop:
         from mlops_nb.pipeline import load_pipeline
         self.pipeline = pipeline if hasattr(pipeline, "steps") else load_pipeline(pipeline)
         self.spec, self.policy = retrain_spec(self.pipeline), policy or RetrainPolicy()
+        if self.policy.max_age is None and self.spec.max_age is not None: self.policy = replace(self.policy, max_age=self.spec.max_age)
         self.windows = self.policy.windows or self.spec.windows
         self.name = name or self.pipeline.params.get("model_name") or self.pipeline.name
         self.params, self.reference, self.jobs, self.progress = dict(params or {}), reference, jobs, progress
@@ -188,6 +200,7 @@ def _train(self:RetrainLoop,
     version = int(run.data.params["version"])
     train = next((r.products["train"] for r in result.steps.values() if "train" in r.products), None)
     if train: client.set_model_version_tag(self.name, version, TRAIN_DATA_TAG, train)
+    client.set_model_version_tag(self.name, version, TRAINED_UNTIL_TAG, str(params[self.spec.window["to"]]))
     return version
 
 RetrainLoop.train = _train
@@ -372,7 +385,8 @@ def _step(self:RetrainLoop,
     champ = champion(self.name)
     report = self.monitor(champ).check(batch, name=f"period {period}")
     since = None if self.last_retrain is None else self.batches - self.last_retrain
-    fire, why = self.policy.fires(report.verdict, self.batches, since)
+    age = period - int(champ.tags[TRAINED_UNTIL_TAG]) if TRAINED_UNTIL_TAG in champ.tags else None
+    fire, why = self.policy.fires(report.verdict, self.batches, since, age)
     rec = {"period": period, "champion_version": int(champ.version), "served": report.metrics.get(self.spec.metric),
            "verdict": report.verdict, "retrained": False, "promoted": False, "decision": "kept", "why": why,
            "challenger_version": None, "refit_version": None, "score_challenger": None, "score_champion": None, "error": None}

@@ -38,5 +38,13 @@ def test_the_classification_project_runs_reaches_level_2_and_retrains_with_the_g
         assert now.tags["mlops_nb.refit_of"] == str(turn["challenger_version"]) and turn["score_challenger"] > turn["score_champion"]
     else:
         assert turn["decision"] == "refused" and now.version == champion.version and turn["score_challenger"] <= turn["score_champion"]
+    assert client.get_model_version("classification", turn["challenger_version"]).tags["mlops_nb.trained_until"] == "3"
+    # staleness: a schedule that does not fire this batch, but the champion's data may be at most 0 periods old
+    batches[batches.period == 5].to_parquet(proj/"period5.parquet")
+    stale = json.loads(mlops("retrain", "--batch", proj/"period5.parquet", "--trigger", "schedule", "--every", "100",
+                             "--max-age", "0", "--window", "1", "--json", cwd=proj).stdout)
+    if turn["decision"] == "promoted":                                          # the refit was trained up to period 4
+        assert stale["retrained"] and stale["why"] == "stale: the champion's newest data is 1 period(s) old (max_age 0)", stale
+    else: assert not stale["retrained"] and stale["decision"] == "kept"        # the pipeline's champion has no age: not stale
     _, decisions = store_runs(proj, "classification-retraining")
-    assert [r.data.tags["decision"] for r in decisions] == [turn["decision"]]
+    assert sorted(r.data.tags["decision"] for r in decisions) == sorted([turn["decision"], stale["decision"]])
