@@ -241,9 +241,10 @@ def month_line(
     r:dict, # one replay record
 )->str: # one line for a terminal
     "A replayed month in one line, printed as soon as it is decided (a full replay takes minutes)."
+    stale = ", stale" if str(r.get("why", "")).startswith("stale") else ""
     new = f" v{r['challenger_version']}" + (f" -> refit v{r['refit_version']}" if r.get("refit_version") else "") if r.get("challenger_version") else ""
     return (f"month {r['month']:>2}: champion v{r['champion_version']} RMSE {r['rmse_served']:.2f} (frozen model {r['rmse_frozen']:.2f}, "
-            f"monthly refit {r['rmse_baseline']:.2f}), monitor {r['verdict']} -> {r['decision']}{new}")
+            f"monthly refit {r['rmse_baseline']:.2f}), monitor {r['verdict']}{stale} -> {r['decision']}{new}")
 
 # %% ../nbs/10_flights.ipynb #00e0bddd
 def plot_replay(
