@@ -111,6 +111,7 @@ def run(*args, cwd=None, check=True, env=None, timeout=1800):
 def store_runs(root:Path, experiment:str):
     "Every run of `experiment` in the project's store (sqlite, or the server in server mode), read with MLflow's own client."
     import mlflow
-    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"] if SERVER else f"sqlite:///{root}/mlflow.db")
+    uri = os.environ["MLFLOW_TRACKING_URI"] if SERVER else f"sqlite:///{root}/mlflow.db"
+    client = mlflow.MlflowClient(uri, registry_uri=uri)   # not the registry an earlier test of this process set globally
     exp = client.get_experiment_by_name(experiment)
     return client, (client.search_runs([exp.experiment_id]) if exp else [])

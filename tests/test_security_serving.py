@@ -286,8 +286,9 @@ def test_heavy_burst_is_cut_at_the_time_limit_and_sigint_does_not_drain_the_queu
     for t in threads: t.join(120)
     statuses = sorted({str(s) for s, _ in answers})
     print(f"\nheavy burst: {len(answers)} answered {statuses}, slowest {max(x for _, x in answers):.1f} s; SIGINT stopped the server in {stopped:.1f} s")
-    assert code == 0 and stopped < 15          # the queue is dropped: draining it took 40 x the time of one request
-    assert len(answers) == 40 and all(s in (200, 504) or isinstance(s, str) for s, _ in answers)
+    assert code == 0 and stopped < 30          # the queue is dropped (draining it took 40 x the time of one request: minutes)
+    # answered, cut by a time limit (408: a body that a busy machine did not read in time, 504: scoring), or cut off by the stop
+    assert len(answers) == 40 and all(s in (200, 408, 504) or isinstance(s, str) for s, _ in answers)
 
 # --- finding 4: log columns that collide ---------------------------------------------------------------------------
 
