@@ -45,6 +45,9 @@ def test_best_picks_the_highest_of_a_higher_is_better_metric_and_refuses_an_unde
     refused = mlops("best", "wine", "-m", "lift", cwd=root, check=False)
     assert refused.returncode == 2 and "which way is better for metric 'lift'" in refused.stderr and "Traceback" not in refused.stderr
     assert json.loads(mlops("best", "wine", "-m", "lift", "--mode", "min", "--json", cwd=root).stdout)["params"]["C"] == 1.0
+    registered = mlops("register", "wine", "-m", "balanced_accuracy", "--name", "wine-cli", "--promote", cwd=root).stdout
+    assert registered.startswith("wine-cli v1 from run ") and f"balanced_accuracy = {max(scores.values()):.6g}" in registered, registered
+    assert "champion" in mlops("models", "wine-cli", cwd=root).stdout
 
 def test_register_a_logged_model_uri_carries_all_run_metrics_and_the_gate_refuses_worse(wine):
     from mlops_nb.registry import champion, promote, register, PromotionRefused
