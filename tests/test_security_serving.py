@@ -331,7 +331,8 @@ def test_sigkill_during_steady_load_loses_no_answered_prediction(project):
                     with lock: answered.add(rid)
     threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
     for t in threads: t.start()
-    time.sleep(4.0)
+    until = time.monotonic() + 120                                            # a safety net: a busy machine answers slower
+    while len(answered) < 200 and time.monotonic() < until: time.sleep(0.05)
     srv.proc.send_signal(signal.SIGKILL)                                      # no shutdown, no flush
     srv.proc.wait(30)
     stop.set()
@@ -343,7 +344,7 @@ def test_sigkill_during_steady_load_loses_no_answered_prediction(project):
     after = monitoring.read_predictions(root)
     print(f"\nSIGKILL under load: {len(got)} predictions answered, {len(got - seen)} missing from the log; "
           f"{len(compacted)} orphaned segment(s) compacted; monitoring reads {len(after)} rows")
-    assert len(got) > 50 and not (got - seen)
+    assert len(got) >= 200 and not (got - seen)
     assert got <= set(after.request_id) and not list((root/"predictions").glob("victim-*.jsonl"))
 
 # --- finding 1: a promoted pickle ------------------------------------------------------------------------------------
