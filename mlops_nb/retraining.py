@@ -6,6 +6,7 @@
 from __future__ import annotations
 import copy, itertools, json
 from dataclasses import dataclass, field, replace
+from fastcore.basics import patch
 from .config import KIND_RETRAINING, KIND_TAG, MlopsNbError, did_you_mean
 
 # %% auto #0
@@ -23,6 +24,11 @@ def _check_windows(windows, where:str)->list:
     if bad or not windows: raise MlopsNbError(f"{where}: window lengths must be whole numbers of periods >= 1 or 'all', got {windows!r}")
     return windows
 
+def _check_max_age(max_age, where:str):
+    "A staleness limit: None, or a whole number of periods >= 0."
+    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0):
+        raise MlopsNbError(f"{where}: max_age must be a whole number of periods >= 0, got {max_age!r}")
+
 @dataclass
 class RetrainPolicy:
     "When to retrain, which window lengths to back-test, and by how much a new recipe must beat the champion."
@@ -37,8 +43,7 @@ class RetrainPolicy:
         if self.trigger not in TRIGGERS: raise MlopsNbError(f"unknown trigger {self.trigger!r}{did_you_mean(self.trigger, TRIGGERS)} (triggers: {', '.join(TRIGGERS)})")
         if self.windows is not None: self.windows = _check_windows(self.windows, "RetrainPolicy")
         if not self.min_delta >= 0: raise MlopsNbError(f"min_delta must be >= 0, got {self.min_delta}: a negative margin lets a worse model in")
-        if self.max_age is not None and not (isinstance(self.max_age, int) and self.max_age >= 0):
-            raise MlopsNbError(f"max_age must be a whole number of periods >= 0, got {self.max_age!r}")
+        _check_max_age(self.max_age, "RetrainPolicy")
         if self.every < 1 or self.cooldown < 0: raise MlopsNbError(f"every must be >= 1 and cooldown >= 0, got {self.every}, {self.cooldown}")
 
 # %% ../nbs/06_retraining.ipynb #b3ea6dbf
@@ -106,8 +111,7 @@ def retrain_spec(
         if param not in pipeline.params: raise MlopsNbError(f"{where}: window {key} = {param!r} is no pipeline parameter{did_you_mean(param, pipeline.params)}")
     spec = RetrainSpec(**block)
     spec.windows = _check_windows(spec.windows if isinstance(spec.windows, list) else [spec.windows], where)
-    if spec.max_age is not None and not (isinstance(spec.max_age, int) and spec.max_age >= 0):
-        raise MlopsNbError(f"{where}: max_age must be a whole number of periods >= 0, got {spec.max_age!r}")
+    _check_max_age(spec.max_age, where)
     for step in [spec.register, *spec.grid]: pipeline.step(step)   # unknown steps fail here, with a hint
     goal(spec.metric, spec.mode, root=pipeline.root)                # a metric without a direction fails here
     return spec
@@ -166,21 +170,25 @@ class RetrainLoop:
     def __repr__(self): return f"RetrainLoop({self.name!r}, {self.policy}, {self.batches} batches)"
 
 # %% ../nbs/06_retraining.ipynb #73695e6d
-def _loop_executor(self:RetrainLoop):
+@patch
+def executor(self:RetrainLoop):
     "The executor every training run of this loop uses, made at the first one."
     from mlops_nb.pipeline import LocalExecutor
     if self._executor is None:
         self._executor = LocalExecutor(self.jobs, notebooks=[self.pipeline.root/s.notebook for s in self.pipeline.steps])
     return self._executor
 
-def _close(self:RetrainLoop):
+@patch
+def close(self:RetrainLoop):
     "Stop the loop's kernels."
     if self._executor is not None: self._executor.shutdown()
     self._executor = None
 
-RetrainLoop.executor, RetrainLoop.close = _loop_executor, _close
-RetrainLoop.__enter__ = lambda self: self
-RetrainLoop.__exit__ = lambda self, *exc: self.close()
+@patch
+def __enter__(self:RetrainLoop): return self
+
+@patch
+def __exit__(self:RetrainLoop, *exc): self.close()
 
 # %% ../nbs/06_retraining.ipynb #d25f6842
 def _train(self:RetrainLoop,
