@@ -11,7 +11,7 @@ from .config import trusted_types, MlopsNbError, SETTINGS_FILE, project_root, se
 
 # %% auto #0
 __all__ = ['SAFE_LOADER', 'SAFE_SERIALIZATION', 'PICKLE_TAG', 'UnsafeModelError', 'ModelFormat', 'model_format', 'model_files',
-           'read_mlmodel', 'unsafe_error', 'load_with_format', 'load_model']
+           'read_mlmodel', 'skops_predict', 'unsafe_error', 'load_with_format', 'load_model']
 
 # %% ../nbs/01b_loading.ipynb #80965c35
 class UnsafeModelError(MlopsNbError):
@@ -107,6 +107,14 @@ class _SkopsModel:
     def __init__(self, model, method:str="predict"): self.model, self.method = model, method
     def get_raw_model(self): return self.model
     def predict(self, data, params:dict|None=None): return getattr(self.model, self.method)(data)
+
+# %% ../nbs/01b_loading.ipynb #4b534787
+def skops_predict(
+    model, # a pyfunc model
+): # the scikit-learn model's predict function, or None
+    "The predict of a pyfunc the safe loader built from a skops file; None for any other model."
+    impl = getattr(model, "_model_impl", None)   # MLflow's name for the implementation a pyfunc wraps
+    return impl.predict if isinstance(impl, _SkopsModel) else None
 
 # %% ../nbs/01b_loading.ipynb #07f7a96b
 def _untrusted(path:Path, trusted:list[str], uri:str, root)->UnsafeModelError:

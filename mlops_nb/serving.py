@@ -4,11 +4,13 @@
 
 # %% ../nbs/04_serving.ipynb #ad7f4a06
 from __future__ import annotations
-import asyncio, fcntl, hashlib, hmac, io, json, logging, os, re, threading, time, uuid
+import asyncio, fcntl, hashlib, hmac, io, json, logging, os, re, subprocess, sys, threading, time, uuid
 from dataclasses import dataclass
+from functools import cached_property
+from fastcore.basics import patch
 from pathlib import Path
 from .config import MlopsNbError, PREDICTION_LOG, VARIANT_COLUMN, project_root, use_store
-from .loading import load_with_format
+from .loading import load_with_format, skops_predict
 
 # %% auto #0
 __all__ = ['INVALID', 'MAX_ROWS', 'MAX_COLUMNS', 'LOG_COLUMNS', 'TOKEN_ENV', 'RequestError', 'ModelRef', 'model_ref', 'Loaded',
@@ -66,6 +68,10 @@ class Loaded:
 
     @property
     def schema(self): return self.model.metadata.get_input_schema()
+
+    @cached_property
+    def direct(self): # the model's own predict for JSON the service parsed with the schema, when that is safe (else None)
+        return _direct_predict(self.model)
 
 @dataclass
 class Variant:
@@ -341,12 +347,6 @@ def _as_frame(data, schema):
         return frame
     except Exception as e: raise RequestError(f"cannot read the inputs as a table of rows ({e})") from None
 
-def _has_missing(values)->bool:
-    "Whether an array holds a null or NaN (numpy's own test for numbers, pandas' for objects)."
-    import numpy as np, pandas as pd
-    if values.dtype.kind in "iub": return False
-    return bool(np.isnan(values).any()) if values.dtype.kind in "fc" else bool(pd.isna(values).any())
-
 # %% ../nbs/04_serving.ipynb #f360075e
 _KINDS = {"text": "OSU", "whole numbers": "iu", "numbers": "iuf", "true or false": "b"}
 
@@ -382,8 +382,20 @@ def check_rows(
     required = schema.required_input_names()
     missing = [c for c in required if c not in frame.columns]
     if missing: raise RequestError(f"missing column(s) {missing}: the model needs {schema.input_names()}", 400, INVALID)
-    empty = [c for c in required if _has_missing(frame[c].to_numpy())]
+    has_missing = dict(zip(frame.columns, frame.isna().to_numpy().any(axis=0)))   # one pass: a column lookup each costs more
+    empty = [c for c in required if has_missing[c]]
     if empty: raise RequestError(f"column(s) {empty} have missing values (null or NaN) but the model's signature requires them: fill them in", 400, INVALID)
+
+# %% ../nbs/04_serving.ipynb #d61f8f3b
+_SAME_AFTER_PARSING = {"string", "long", "integer", "double", "float", "boolean", "binary"}  # types MLflow's JSON parser already enforces
+
+def _direct_predict(model): # a predict function, or None
+    "The skops model's own predict when every input is a named column of a type MLflow's JSON parser already enforced."
+    from mlflow.types import ColSpec, DataType
+    predict, schema = skops_predict(model), model.metadata.get_input_schema()
+    if predict is None or schema is None or not schema.has_input_names(): return None
+    plain = all(isinstance(s, ColSpec) and isinstance(s.type, DataType) and s.type.name in _SAME_AFTER_PARSING for s in schema.inputs)
+    return predict if plain else None
 
 # %% ../nbs/04_serving.ipynb #2dd43b98
 _PARAMS_IGNORED:set = set()
@@ -392,15 +404,19 @@ def predict_rows(
     loaded:Loaded, # the model to score with
     data, # the parsed model input
     params:dict|None=None, # inference params as sent; used only by a model whose signature declares them
+    parsed:bool=False, # `data` is a DataFrame MLflow's JSON parser built with the model's schema
 ): # the raw predictions
-    "Score with the pyfunc's own predict (it enforces the schema); a refusal becomes a 400 naming the problem."
+    "Score with the pyfunc's predict (it enforces the schema) or, on parsed JSON, the model's own; a refusal becomes a 400."
     if params is not None and loaded.model.metadata.get_params_schema() is None:
         if loaded.uri not in _PARAMS_IGNORED:
             _PARAMS_IGNORED.add(loaded.uri)
             logging.getLogger(__name__).warning("%s takes no params: ignoring the 'params' requests send", loaded.uri)
         params = None
     if params is not None and not isinstance(params, dict): raise RequestError(f"'params' must be a JSON object, got {type(params).__name__}", 400, INVALID)
-    try: return loaded.model.predict(data, params=params) if params else loaded.model.predict(data)
+    direct = loaded.direct if parsed and not params else None
+    try:
+        if direct is not None: return direct(data)
+        return loaded.model.predict(data, params=params) if params else loaded.model.predict(data)
     except Exception as e: raise _mlflow_error(e, f"the model cannot score these rows ({type(e).__name__})") from None
 
 # %% ../nbs/04_serving.ipynb #a653f1ba
@@ -533,6 +549,43 @@ def compact_log(
         finally: os.close(fd)
     return done
 
+# %% ../nbs/04_serving.ipynb #c113886c
+_COMPACTOR_CODE = """
+import sys
+from pathlib import Path
+from mlops_nb.serving import compact_segment
+for line in sys.stdin:
+    try: out = compact_segment(Path(line.rstrip("\\n")))
+    except Exception as e: print("error", f"{type(e).__name__}: {e}".replace("\\n", " "), flush=True)
+    else: print("ok", out or "", flush=True)
+"""
+
+class _Compactor:
+    "A child process that compacts segments, so the serving process spends none of its own time on it."
+    def __init__(self): self.proc:subprocess.Popen|None = None
+
+    def _start(self):
+        import mlops_nb
+        path = os.pathsep.join([str(Path(mlops_nb.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen([sys.executable, "-c", _COMPACTOR_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=os.environ | {"PYTHONPATH": path})
+
+    def compact(self, seg:Path)->Path|None:
+        "Compact `seg` in the child (started at the first call, again if it died): the parquet file, or None."
+        if self.proc is None or self.proc.poll() is not None: self._start()
+        self.proc.stdin.write(f"{seg}\n")
+        self.proc.stdin.flush()
+        status, _, detail = self.proc.stdout.readline().rstrip("\n").partition(" ")
+        if status == "ok": return Path(detail) if detail else None
+        raise MlopsNbError(detail or f"the compacting process exited with {self.proc.wait()}")
+
+    def close(self):
+        "Let the child finish and exit."
+        if self.proc is None or self.proc.poll() is not None: return
+        self.proc.stdin.close()
+        try: self.proc.wait(30)
+        except subprocess.TimeoutExpired: self.proc.kill()
+
 # %% ../nbs/04_serving.ipynb #ef26b6af
 class PredictionLog:
     "Prediction rows appended to a segment file per process before each answer, compacted to parquet files."
@@ -541,8 +594,10 @@ class PredictionLog:
                  name:str="model", # the served model's name, which starts the file names
                  flush_rows:int=50_000, # compact once this many rows wait
                  flush_seconds:float=10.0, # and at least this often
-                 sync:bool=False): # also fsync every write (survives a power cut too; slower)
+                 sync:bool=False, # also fsync every write (survives a power cut too; slower)
+                 compactor:bool=False): # compact in a child process (a service's tail latency), not in this one
         self.folder, self.stem, self.flush_rows, self.flush_seconds, self.sync = Path(folder), _safe_name(name), flush_rows, flush_seconds, sync
+        self._compactor = _Compactor() if compactor else None
         self.written = self.dropped = self.waiting = 0   # rows compacted to parquet, refused, in the open segment
         self.error:str|None = None
         self.files:list[Path] = []
@@ -586,6 +641,18 @@ def _add(self,
 
 PredictionLog.add = _add
 
+# %% ../nbs/04_serving.ipynb #0235946c
+@patch
+def _compact(self:PredictionLog, seg:Path)->Path|None:
+    "Compact `seg` in the child process when there is one, else in this thread; a failing child hands over to this thread."
+    if self._compactor is not None:
+        try: return self._compactor.compact(seg)
+        except Exception as e:
+            logging.getLogger(__name__).warning("the compacting process failed (%s): compacting in the service from now on", e)
+            self._compactor.close()
+            self._compactor = None
+    return compact_segment(seg)
+
 # %% ../nbs/04_serving.ipynb #ee4ffc2c
 def _flush(self)->Path|None: # the parquet file written, or None when nothing waited
     "Close the open segment (the next row opens a new one) and compact it."
@@ -593,7 +660,7 @@ def _flush(self)->Path|None: # the parquet file written, or None when nothing wa
         fd, seg, rows = self._fd, self._segment, self.waiting
         self._fd, self._segment, self.waiting = None, None, 0
     if fd is None: return None
-    try: path = compact_segment(seg)
+    try: path = self._compact(seg)
     except Exception as e:               # the segment stays: its rows are not lost, a later compaction writes them
         self.error = f"cannot compact {seg.name}: {type(e).__name__}: {e}"
         logging.getLogger(__name__).error(self.error)
@@ -626,6 +693,7 @@ def _close(self):
     self._wake.set()
     if self._thread is not None: self._thread.join(timeout=60)
     self.flush()
+    if self._compactor is not None: self._compactor.close()
 
 PredictionLog._loop, PredictionLog.start, PredictionLog.close = _loop, _start, _close
 
@@ -714,7 +782,7 @@ class ModelService:
         self.split, self.reload_every, self.max_body, self.max_rows, self.timeout = split, reload_every, max_body, max_rows, timeout
         self.allow_pickle = allow_pickle
         name = self.variants["champion"].ref.name or "model"
-        self.log = PredictionLog(self.root/PREDICTION_LOG, name, flush_seconds=flush_seconds) if log else None
+        self.log = PredictionLog(self.root/PREDICTION_LOG, name, flush_seconds=flush_seconds, compactor=True) if log else None
         self.metrics, self.n, self.threads, self._pool = Metrics(), 0, threads, None
         self._stop, self._thread = threading.Event(), None
         for v in self.variants.values(): resolve(v.ref)   # a wrong name or alias fails now, not in the background
@@ -850,15 +918,16 @@ class _Cancelled(Exception):
     "The request's client is gone or its time is up: stop working on it."
 
 def _parse(self, body:bytes, content_type:str|None, endpoint:str, loaded:Loaded)->tuple:
-    "(model input, params, the rows as a checked table) for one request."
+    "(model input, params, the rows as a checked table, whether MLflow's JSON parser typed them) for one request."
     import pandas as pd
     if endpoint == "predict": data, params = parse_records(body, loaded.schema, self.max_rows), None
     else: data, params = parse_invocation(body, content_type, loaded.schema, self.max_rows, self.max_body)
     frame = _as_frame(data, loaded.schema)
+    from_json = isinstance(data, pd.DataFrame) and (endpoint == "predict" or _media_type(content_type) == _JSON)
     if isinstance(data, pd.DataFrame):   # JSON values were type-checked before parsing
-        data = frame = known_columns(frame, loaded.schema, check_types=endpoint != "predict" and _media_type(content_type) != _JSON)
+        data = frame = known_columns(frame, loaded.schema, check_types=not from_json)
     check_rows(frame, loaded.schema, self.max_rows)
-    return data, params, frame
+    return data, params, frame, from_json
 
 def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Variant, loaded:Loaded, rid:str,
                    cancel:threading.Event|None=None)->tuple[bytes, int]:
@@ -867,9 +936,9 @@ def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Vari
     def step():
         if cancel is not None and cancel.is_set(): raise _Cancelled()
     step()
-    data, params, frame = self._parse(body, content_type, endpoint, loaded)
+    data, params, frame, from_json = self._parse(body, content_type, endpoint, loaded)
     step()
-    predictions = predict_rows(loaded, data, params)
+    predictions = predict_rows(loaded, data, params, parsed=from_json)
     values = _prediction_values(predictions, len(frame))
     step()
     if self.log: self.log.add(frame, values, v.name, loaded.version, rid)
