@@ -8,6 +8,7 @@ import getpass, html, json, os, re, socket, time
 from dataclasses import dataclass, replace
 from functools import cache, cached_property
 from pathlib import Path
+from fastcore.basics import patch
 from . import config
 from .config import MlopsNbError
 from .tracking import TAG_EXECUTION, TAG_NOTEBOOK
@@ -473,13 +474,16 @@ def assess(
     return Assessment(root, p.uri, [_detect(i, p) for i in ITEMS]).with_answers(load_answers(root))
 
 # %% ../nbs/07_maturity.ipynb #18df0c32
-def _to_dict(self:Assessment)->dict:
+@patch
+def to_dict(self:Assessment)->dict:
     "`{level, items: [{id, level, text, met, evidence}], next_steps}`, JSON-ready."
     return {"level": self.level,
             "items": [{"id": c.item.id, "level": c.item.level, "text": c.item.text, "met": c.met, "evidence": c.evidence} for c in self.checks],
             "next_steps": self.next_steps}
 
-def _to_text(self:Assessment)->str:
+# %% ../nbs/07_maturity.ipynb #47684f5e
+@patch
+def to_text(self:Assessment)->str:
     "The assessment as a terminal table."
     lines = [f"MLOps maturity of {self.root}", self.summary(), ""]
     for level in LEVELS[1:]:
@@ -491,7 +495,11 @@ def _to_text(self:Assessment)->str:
     lines += ["", "Next steps:", *(f"  - {s}" for s in self.next_steps), "", RECOMMENDATION]
     return "\n".join(lines)
 
-Assessment.to_dict, Assessment.to_text, Assessment.__str__ = _to_dict, _to_text, _to_text
+# %% ../nbs/07_maturity.ipynb #de1532b6
+@patch
+def __str__(self:Assessment)->str:
+    "The assessment as a terminal table, as `to_text`."
+    return self.to_text()
 
 # %% ../nbs/07_maturity.ipynb #95934bd7
 _CODE = re.compile(r"`([^`]+)`")
@@ -500,7 +508,8 @@ def _code(text:str)->str:
     "Escape text for HTML, showing `backticked` parts as code."
     return _CODE.sub(r"<code>\1</code>", html.escape(text))
 
-def _repr_html(self:Assessment)->str:
+@patch
+def _repr_html_(self:Assessment)->str:
     "The assessment as an HTML table."
     e = html.escape
     rows = []
@@ -512,8 +521,6 @@ def _repr_html(self:Assessment)->str:
     steps = "".join(f"<li>{_code(s)}</li>" for s in self.next_steps)
     return (f"<div class='mlops-nb-maturity'><h4 class='mlops-nb-level'>{e(self.summary())}</h4>"
             f"<table>{''.join(rows)}</table><p><b>Next steps</b></p><ul>{steps}</ul><p>{e(RECOMMENDATION)}</p></div>")
-
-Assessment._repr_html_ = _repr_html
 
 # %% ../nbs/07_maturity.ipynb #1f790931
 @cache

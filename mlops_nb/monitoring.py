@@ -7,6 +7,7 @@ from __future__ import annotations
 import html, io, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
+from fastcore.basics import patch
 from .config import MlopsNbError, KIND_TAG, KIND_MONITORING, PREDICTION_LOG, VARIANT_COLUMN, project_root
 
 # %% auto #0
@@ -392,7 +393,8 @@ def _overlay(ax, ref, cur, kind:str, name:str):
         ax.set_xticks(x, [str(v) for v in shares.index], rotation=45, fontsize=7)
     ax.set_title(name, fontsize=9)
 
-def _plot_drift(self, max_columns:int=6):
+@patch
+def plot_drift(self:MonitorReport, max_columns:int=6):
     "Distributions of the drifted columns (most drifted first), reference against current."
     import matplotlib.pyplot as plt
     reference, current = self.data
@@ -404,7 +406,9 @@ def _plot_drift(self, max_columns:int=6):
     fig.tight_layout()
     return fig
 
-def _plot_history(self, metric:str|None=None):
+# %% ../nbs/05_monitoring.ipynb #f342dfbc
+@patch
+def plot_history(self:MonitorReport, metric:str|None=None):
     "The main metric (or `metric`) and the drift share over the batches checked so far."
     import matplotlib.pyplot as plt
     h = self.history
@@ -420,8 +424,6 @@ def _plot_history(self, metric:str|None=None):
     ax.tick_params(axis="x", rotation=45, labelsize=7)
     fig.legend(fontsize=7, loc="upper left"); fig.tight_layout()
     return fig
-
-MonitorReport.plot_drift, MonitorReport.plot_history = _plot_drift, _plot_history
 
 # %% ../nbs/05_monitoring.ipynb #f7d22f3a
 _VERDICT_COLORS = {"ok": "#2e7d32", "drift": "#ef6c00", "performance_drop": "#c62828"}
@@ -441,7 +443,8 @@ def _metrics_table(self)->str:
     df = pd.DataFrame({"batch": [self.metrics[k] for k in keys], "baseline": [self.baseline.get(k) for k in keys]}, index=keys)
     return df.to_html(float_format=lambda v: f"{v:.4g}", border=0)
 
-def _html(self, plots:bool=True)->str:
+@patch
+def _repr_html_(self:MonitorReport, plots:bool=True)->str:
     "The report as one self-contained HTML fragment."
     color = _VERDICT_COLORS.get(self.verdict, "black")
     cols = ["column", "kind", "test", "p_value", "distance", "threshold", "drifted", "missing_cur", "unseen"]
@@ -451,23 +454,25 @@ def _html(self, plots:bool=True)->str:
     if plots: parts += [_png(self.plot_drift()), _png(self.plot_history())]
     return "\n".join(parts)
 
-def _to_html(self, path:str|Path)->Path:
+# %% ../nbs/05_monitoring.ipynb #7cf08a1f
+@patch
+def to_html(self:MonitorReport, path:str|Path)->Path:
     "Write the report to an HTML file."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.name)}</title></head>"
-                    f"<body style='font-family:sans-serif'>{_html(self)}</body></html>")
+                    f"<body style='font-family:sans-serif'>{self._repr_html_()}</body></html>")
     return path
 
-def _to_dict(self)->dict:
+# %% ../nbs/05_monitoring.ipynb #80bb0ddd
+@patch
+def to_dict(self:MonitorReport)->dict:
     "The report as plain JSON-ready data."
     import json
     return {"name": self.name, "verdict": self.verdict, "dataset_drift": self.dataset_drift, "drifted": self.drifted,
             "metric": self.metric, "metrics": self.metrics, "baseline": self.baseline, "degradation": self.degradation,
             "prediction_drift": self.prediction and {k: self.prediction[k] for k in ("test", "statistic", "p_value", "distance", "drifted")},
             "run_id": self.run_id, "columns": json.loads(self.drift.to_json(orient="records"))}
-
-MonitorReport._repr_html_, MonitorReport.to_html, MonitorReport.to_dict = _html, _to_html, _to_dict
 
 # %% ../nbs/05_monitoring.ipynb #f1e0001e
 def _load_model(model, root):
@@ -536,7 +541,8 @@ class Monitor:
         self.history, self.reports = [], []
 
 # %% ../nbs/05_monitoring.ipynb #e78f3bbe
-def _predictions(self, df):
+@patch
+def _predictions(self:Monitor, df):
     "The batch's own prediction column if it has one, else the model's predictions, else None."
     import numpy as np
     if self.prediction in df and df[self.prediction].notna().any(): return df[self.prediction].reset_index(drop=True)
@@ -547,14 +553,18 @@ def _predictions(self, df):
     if missing: raise MlopsNbError(f"the model needs columns {missing} that the batch does not have")
     return pd.Series(np.asarray(self.model.predict(df[cols])).ravel(), name=self.prediction)
 
-def _performance(self, df, pred)->dict:
+# %% ../nbs/05_monitoring.ipynb #d0eb3a9e
+@patch
+def _performance(self:Monitor, df, pred)->dict:
     "Metrics on the labelled rows (the main metric among them), or {} without target or predictions."
     if self.target is None or self.target not in df or pred is None: return {}
     found = performance(df[self.target], pred)
     if self.metric and self.metric not in found and found.get("n"): found[self.metric] = self._main_score(df, pred)
     return found
 
-def _main_score(self, df, pred)->float:
+# %% ../nbs/05_monitoring.ipynb #1c65c0bc
+@patch
+def _main_score(self:Monitor, df, pred)->float:
     "The main metric on the labelled rows: from the model when it scored the batch (probabilities where needed), else from the predictions."
     from mlops_nb.metrics import score, score_predictions
     y = df[self.target].reset_index(drop=True)
@@ -563,20 +573,21 @@ def _main_score(self, df, pred)->float:
         return score(self.metric, self.model, df[_input_columns(self.model, self.columns)][keep], y[keep])
     return score_predictions(self.metric, y[keep], pred[keep])
 
-def _verdict(self, table, pred_row, degradation)->tuple[str, bool]:
+# %% ../nbs/05_monitoring.ipynb #54c5628e
+@patch
+def _verdict(self:Monitor, table, pred_row, degradation)->tuple[str, bool]:
     "performance_drop, drift or ok; and whether the data set drifted."
     shifted = dataset_drift(table, self.drift_share)
     if degradation is not None and degradation > self.max_degradation: return "performance_drop", shifted
     return ("drift" if shifted or (pred_row and pred_row["drifted"]) else "ok"), shifted
 
-Monitor._predictions, Monitor._performance, Monitor._main_score, Monitor._verdict = _predictions, _performance, _main_score, _verdict
-
 # %% ../nbs/05_monitoring.ipynb #2f26b0b9
-def _check(self,
-           batch, # a DataFrame, a .parquet/.csv file, or a folder of parquet files (the prediction log)
-           labels=None, # late labels: a DataFrame with request_id and the target, joined to the batch
-           name:str|None=None, # the batch's name (default: the file name, else batch-<n>)
-          )->MonitorReport:
+@patch
+def check(self:Monitor,
+          batch, # a DataFrame, a .parquet/.csv file, or a folder of parquet files (the prediction log)
+          labels=None, # late labels: a DataFrame with request_id and the target, joined to the batch
+          name:str|None=None, # the batch's name (default: the file name, else batch-<n>)
+         )->MonitorReport:
     "Check one batch: drift per column, prediction drift, performance on labelled rows, a verdict; log it."
     import pandas as pd
     from mlops_nb.metrics import goal
@@ -598,8 +609,6 @@ def _check(self,
     self.reports.append(report)
     return report
 
-Monitor.check = _check
-
 # %% ../nbs/05_monitoring.ipynb #9f5bb908
 def _batch_metrics(report:MonitorReport)->dict:
     "Everything numeric about a batch, as MLflow metrics."
@@ -616,7 +625,8 @@ def _batch_metrics(report:MonitorReport)->dict:
         if score == score: m[f"drift.{_metric_key(row.column)}"] = score
     return {k: float(v) for k, v in m.items()}
 
-def _log(self, report:MonitorReport, step:int)->str:
+@patch
+def _log(self:Monitor, report:MonitorReport, step:int)->str:
     "Log one batch as one MLflow run of the monitoring experiment; returns its id."
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
@@ -636,11 +646,9 @@ def _log(self, report:MonitorReport, step:int)->str:
     client.log_batch(rid, metrics=[Metric(k, v, now, step) for k, v in _batch_metrics(report).items()],
                      params=[Param(k, str(v)) for k, v in params.items()])
     client.log_text(rid, report.drift.to_csv(index=False), "drift.csv")
-    client.log_text(rid, f"<!doctype html><meta charset='utf-8'>{_html(report)}", "report.html")
+    client.log_text(rid, f"<!doctype html><meta charset='utf-8'>{report._repr_html_()}", "report.html")
     client.set_terminated(rid)
     return rid
-
-Monitor._log = _log
 
 # %% ../nbs/05_monitoring.ipynb #2291b453
 def history(

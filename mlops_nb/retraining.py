@@ -47,12 +47,13 @@ class RetrainPolicy:
         if self.every < 1 or self.cooldown < 0: raise MlopsNbError(f"every must be >= 1 and cooldown >= 0, got {self.every}, {self.cooldown}")
 
 # %% ../nbs/06_retraining.ipynb #b3ea6dbf
-def _fires(self:RetrainPolicy,
-           verdict:str, # the monitor's verdict on the batch: ok, drift or performance_drop
-           batch:int, # how many batches have arrived, this one included (1 = the first)
-           since:int|None=None, # batches since the last retrain (None: never retrained)
-           age:int|None=None, # periods between the champion's newest training period and this batch (None: unknown)
-          )->tuple[bool, str]: # (retrain?, why)
+@patch
+def fires(self:RetrainPolicy,
+          verdict:str, # the monitor's verdict on the batch: ok, drift or performance_drop
+          batch:int, # how many batches have arrived, this one included (1 = the first)
+          since:int|None=None, # batches since the last retrain (None: never retrained)
+          age:int|None=None, # periods between the champion's newest training period and this batch (None: unknown)
+         )->tuple[bool, str]: # (retrain?, why)
     "Whether to retrain after this batch, and why."
     if since is not None and since <= self.cooldown: return False, f"cool-down: {since} of {self.cooldown} batches since the last retrain"
     if self.trigger == "always": return True, "policy retrains on every batch"
@@ -61,8 +62,6 @@ def _fires(self:RetrainPolicy,
     if not fire and self.max_age is not None and age is not None and age > self.max_age:
         return True, f"stale: the champion's newest data is {age} period(s) old (max_age {self.max_age})"
     return fire, why
-
-RetrainPolicy.fires = _fires
 
 # %% ../nbs/06_retraining.ipynb #b674412b
 WINDOW_KEYS = ("from", "to", "valid")
@@ -191,10 +190,11 @@ def __enter__(self:RetrainLoop): return self
 def __exit__(self:RetrainLoop, *exc): self.close()
 
 # %% ../nbs/06_retraining.ipynb #d25f6842
-def _train(self:RetrainLoop,
-           params:dict, # the window's pipeline parameters
-           grid:dict|None=None, # {step: {param: values}} on top of the retrain grid (a refit's single point)
-          )->int: # the registered version, now `challenger`
+@patch
+def train(self:RetrainLoop,
+          params:dict, # the window's pipeline parameters
+          grid:dict|None=None, # {step: {param: values}} on top of the retrain grid (a refit's single point)
+         )->int: # the registered version, now `challenger`
     "Run the training part of the pipeline for one window; its best model is registered as `challenger`."
     from mlops_nb.pipeline import run_pipeline
     from mlops_nb.registry import _client
@@ -211,13 +211,14 @@ def _train(self:RetrainLoop,
     client.set_model_version_tag(self.name, version, TRAINED_UNTIL_TAG, str(params[self.spec.window["to"]]))
     return version
 
-RetrainLoop.train = _train
-
 # %% ../nbs/06_retraining.ipynb #bd946a74
+@patch
 def _grid(self:RetrainLoop, step:str)->dict:
     "The grid a step trains during retraining."
     return self.spec.grid.get(step) or self.pipeline.step(step).grid
 
+# %% ../nbs/06_retraining.ipynb #4ff91be6
+@patch
 def _grid_point(self:RetrainLoop, version:int)->tuple[str|None, dict]:
     "(grid step, its parameter values) that trained `version`; (None, {}) for a model from a step without a grid."
     from mlops_nb.registry import _client
@@ -229,12 +230,12 @@ def _grid_point(self:RetrainLoop, version:int)->tuple[str|None, dict]:
     grid = self._grid(step)
     return step, dict(zip(grid, list(itertools.product(*grid.values()))[int(point)]))
 
-def _recipe(self:RetrainLoop, version:int, window)->str:
+# %% ../nbs/06_retraining.ipynb #c8def2f9
+@patch
+def recipe(self:RetrainLoop, version:int, window)->str:
     "The recipe of a version: window length and grid point, as the JSON its tag holds."
     step, point = self._grid_point(version)
     return json.dumps({"window": window, "step": step, "point": point}, sort_keys=True, default=str)
-
-RetrainLoop._grid, RetrainLoop._grid_point, RetrainLoop.recipe = _grid, _grid_point, _recipe
 
 # %% ../nbs/06_retraining.ipynb #977b7ca6
 def _pipeline_train_data(pipeline)->str|None:
@@ -242,7 +243,8 @@ def _pipeline_train_data(pipeline)->str|None:
     path = next((pipeline.root/s.products["train"] for s in pipeline.steps if "train" in s.products), None)
     return str(path) if path and path.exists() else None
 
-def _monitor(self:RetrainLoop, champ):
+@patch
+def monitor(self:RetrainLoop, champ):
     "The Monitor of champion version `champ` (built once per version)."
     from mlops_nb.monitoring import Monitor
     from mlops_nb.registry import REFIT_OF_TAG, _client
@@ -256,9 +258,8 @@ def _monitor(self:RetrainLoop, champ):
                                                 baseline={self.spec.metric: float(score)} if score else None, **self.monitor_settings)
     return self._monitors[champ.version]
 
-RetrainLoop.monitor = _monitor
-
 # %% ../nbs/06_retraining.ipynb #9aa128a0
+@patch
 def _score(self:RetrainLoop, version:int, X, y)->float:
     "`version`'s metric on (X, y), its model loaded once."
     from mlops_nb.loading import load_model
@@ -266,10 +267,12 @@ def _score(self:RetrainLoop, version:int, X, y)->float:
     if version not in self._models: self._models[version] = load_model(f"models:/{self.name}/{version}", root=self.pipeline.root)
     return score(self.spec.metric, self._models[version], X, y)
 
-def _backtest(self:RetrainLoop,
-              X, y, # the batch's inputs and labels
-              period:int, # the batch's period
-             )->list[dict]: # one candidate per distinct window: window, version, params, score
+# %% ../nbs/06_retraining.ipynb #024c691f
+@patch
+def backtest(self:RetrainLoop,
+             X, y, # the batch's inputs and labels
+             period:int, # the batch's period
+            )->list[dict]: # one candidate per distinct window: window, version, params, score
     "Train each window length on the periods before `period`, select on it, score on the batch."
     found, seen = [], set()
     for length in self.windows:
@@ -280,13 +283,12 @@ def _backtest(self:RetrainLoop,
         found.append({"window": length, "version": version, "params": params, "score": self._score(version, X, y)})
     return found
 
-RetrainLoop._score, RetrainLoop.backtest = _score, _backtest
-
 # %% ../nbs/06_retraining.ipynb #7f9eb462
-def _refit(self:RetrainLoop,
-           best:dict, # the winning back-test candidate
-           period:int, # the batch's period: the refit's window ends with it
-          )->int: # the refit's version
+@patch
+def refit(self:RetrainLoop,
+          best:dict, # the winning back-test candidate
+          period:int, # the batch's period: the refit's window ends with it
+         )->int: # the refit's version
     "Refit the winning recipe on the newest window; the version records what it was refit from."
     from mlops_nb.registry import REFIT_OF_TAG, _client
     step, point = self._grid_point(best["version"])
@@ -296,13 +298,12 @@ def _refit(self:RetrainLoop,
     client.set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(best["version"], best["window"]))
     return version
 
-RetrainLoop.refit = _refit
-
 # %% ../nbs/06_retraining.ipynb #838c461a
-def _start(self:RetrainLoop,
-           period:int, # the first batch the champion will serve
-           length=None, # its window length (default: the first of the loop's windows)
-          )->int: # the champion's version
+@patch
+def start(self:RetrainLoop,
+          period:int, # the first batch the champion will serve
+          length=None, # its window length (default: the first of the loop's windows)
+         )->int: # the champion's version
     "Train and promote the first champion on the window before `period`."
     from mlops_nb.registry import _client, promote
     length = length or self.windows[0]
@@ -311,10 +312,9 @@ def _start(self:RetrainLoop,
     promote(self.name, version, force=True, reason=f"the loop's first champion, trained on the window before period {period}")
     return version
 
-RetrainLoop.start = _start
-
 # %% ../nbs/06_retraining.ipynb #46348d3c
-def _decide(self:RetrainLoop, X, y, period:int, why:str)->dict:
+@patch
+def decide(self:RetrainLoop, X, y, period:int, why:str)->dict:
     "Back-test, gate the best recipe against the champion, refit and promote it when it passes."
     from mlops_nb.metrics import better, goal
     from mlops_nb.registry import champion, promote, record_event
@@ -337,7 +337,9 @@ def _decide(self:RetrainLoop, X, y, period:int, why:str)->dict:
     return rec | {"refit_version": refit, "decision": "promoted" if event["action"] == "promote" else event["action"],
                   "promoted": event["action"] == "promote"}
 
-def _retrain(self:RetrainLoop, X, y, period:int, why:str)->dict:
+# %% ../nbs/06_retraining.ipynb #9fbd3982
+@patch
+def retrain(self:RetrainLoop, X, y, period:int, why:str)->dict:
     "The decision; a failed training run is recorded, not raised."
     from mlops_nb.pipeline import PipelineFailed
     from mlops_nb.registry import PromotionRefused, record_event
@@ -348,10 +350,9 @@ def _retrain(self:RetrainLoop, X, y, period:int, why:str)->dict:
         record_event(self.name, "retrain-failed", alias="challenger", reason=f"retraining after period {period} ({why}) failed: {error}")
         return {"decision": "failed", "error": error}
 
-RetrainLoop.decide, RetrainLoop.retrain = _decide, _retrain
-
 # %% ../nbs/06_retraining.ipynb #28270956
-def _log_decision(self:RetrainLoop, rec:dict)->str:
+@patch
+def log_decision(self:RetrainLoop, rec:dict)->str:
     "The decision as an MLflow run tagged mlops_nb.kind=retraining; its id."
     from mlops_nb.tracking import track
     tags = {KIND_TAG: KIND_RETRAINING, "decision": rec["decision"], "why": rec["why"][:500]}
@@ -366,9 +367,8 @@ def _log_decision(self:RetrainLoop, rec:dict)->str:
         run.log_metrics({k: v for k, v in scores.items() if v is not None} | {"retrained": int(rec["retrained"]), "promoted": int(rec["promoted"])})
     return run.run_id
 
-RetrainLoop.log_decision = _log_decision
-
 # %% ../nbs/06_retraining.ipynb #b0eb69a2
+@patch
 def _period_of(self:RetrainLoop, batch, period:int|None)->int:
     "The batch's period: given, or the single value of its period column."
     if period is not None: return int(period)
@@ -378,10 +378,12 @@ def _period_of(self:RetrainLoop, batch, period:int|None)->int:
                            f"{repr(col) + ' column' if col else 'period column (retrain: period: COLUMN in pipeline.yaml)'}")
     return int(batch[col].iloc[0])
 
-def _step(self:RetrainLoop,
-          batch, # the newest labelled batch: a DataFrame or a .parquet/.csv file
-          period:int|None=None, # its period (default: the batch's period column)
-         )->dict: # the decision record
+# %% ../nbs/06_retraining.ipynb #7e096567
+@patch
+def step(self:RetrainLoop,
+         batch, # the newest labelled batch: a DataFrame or a .parquet/.csv file
+         period:int|None=None, # its period (default: the batch's period column)
+        )->dict: # the decision record
     "One turn: monitor the champion on `batch`, back-test, gate, refit and promote if the policy fires; record the decision."
     from mlops_nb.monitoring import read_frame
     from mlops_nb.registry import champion
@@ -405,10 +407,9 @@ def _step(self:RetrainLoop,
     self.records.append(rec)
     return rec
 
-RetrainLoop._period_of, RetrainLoop.step = _period_of, _step
-
 # %% ../nbs/06_retraining.ipynb #e6fd3e56
-def _restore(self:RetrainLoop)->RetrainLoop:
+@patch
+def restore(self:RetrainLoop)->RetrainLoop:
     "Continue from this loop's decision runs in the store: batches seen and the last retrain."
     from mlflow import MlflowClient
     from mlops_nb.config import use_store
@@ -419,5 +420,3 @@ def _restore(self:RetrainLoop)->RetrainLoop:
     fired = [i + 1 for i, r in enumerate(runs) if r.data.tags.get("decision") != "kept"]
     self.batches, self.last_retrain = len(runs), (fired[-1] if fired else None)
     return self
-
-RetrainLoop.restore = _restore

@@ -620,10 +620,11 @@ def _write_all(fd:int, data:bytes):
     view = memoryview(data)
     while view: view = view[os.write(fd, view):]
 
-def _add(self,
-         frame, # the request's rows
-         predictions:list, # one value per row
-         variant:str, version:int|None, request_id:str)->int: # the rows written
+@patch
+def add(self:PredictionLog,
+        frame, # the request's rows
+        predictions:list, # one value per row
+        variant:str, version:int|None, request_id:str)->int: # the rows written
     "Append one request's rows to the segment: they reach the operating system before this returns."
     line = _segment_line(frame, predictions, variant, version, request_id)
     with self._lock:
@@ -639,8 +640,6 @@ def _add(self,
     if self.waiting >= self.flush_rows: self._wake.set()
     return len(frame)
 
-PredictionLog.add = _add
-
 # %% ../nbs/04_serving.ipynb #0235946c
 @patch
 def _compact(self:PredictionLog, seg:Path)->Path|None:
@@ -654,7 +653,8 @@ def _compact(self:PredictionLog, seg:Path)->Path|None:
     return compact_segment(seg)
 
 # %% ../nbs/04_serving.ipynb #ee4ffc2c
-def _flush(self)->Path|None: # the parquet file written, or None when nothing waited
+@patch
+def flush(self:PredictionLog)->Path|None: # the parquet file written, or None when nothing waited
     "Close the open segment (the next row opens a new one) and compact it."
     with self._lock:
         fd, seg, rows = self._fd, self._segment, self.waiting
@@ -670,32 +670,33 @@ def _flush(self)->Path|None: # the parquet file written, or None when nothing wa
     self.files.append(path)
     return path
 
-PredictionLog.flush = _flush
-
 # %% ../nbs/04_serving.ipynb #64b1abae
-def _loop(self):
+@patch
+def _loop(self:PredictionLog):
     compact_log(self.folder, self.stem)      # what processes before this one left behind
     while not self._stop.is_set():
         self._wake.wait(self.flush_seconds)
         self._wake.clear()
         self.flush()
 
-def _start(self)->PredictionLog:
+# %% ../nbs/04_serving.ipynb #b8419ddd
+@patch
+def start(self:PredictionLog)->PredictionLog:
     "Compact orphaned segments, then compact every `flush_seconds` (or sooner when `flush_rows` wait) in a background thread."
     if self._thread is None:
         self._thread = threading.Thread(target=self._loop, name="prediction-log", daemon=True)
         self._thread.start()
     return self
 
-def _close(self):
+# %% ../nbs/04_serving.ipynb #11ded44a
+@patch
+def close(self:PredictionLog):
     "Stop the background thread and compact what is left."
     self._stop.set()
     self._wake.set()
     if self._thread is not None: self._thread.join(timeout=60)
     self.flush()
     if self._compactor is not None: self._compactor.close()
-
-PredictionLog._loop, PredictionLog.start, PredictionLog.close = _loop, _start, _close
 
 # %% ../nbs/04_serving.ipynb #3f0b35c8
 def _log_files(folder:Path, model:str|None)->list[Path]:
@@ -788,7 +789,8 @@ class ModelService:
         for v in self.variants.values(): resolve(v.ref)   # a wrong name or alias fails now, not in the background
 
 # %% ../nbs/04_serving.ipynb #7c3782b5
-def _load_if_moved(self, v:Variant)->bool: # True when a new version was swapped in
+@patch
+def _load_if_moved(self:ModelService, v:Variant)->bool: # True when a new version was swapped in
     "Look up `v`'s version and load it when it differs from the one served."
     if v.current is not None and v.ref.alias is None: return False
     version, run_id = resolve(v.ref)
@@ -797,7 +799,9 @@ def _load_if_moved(self, v:Variant)->bool: # True when a new version was swapped
     v.current = same[0] if same and version is not None else load_version(v.ref, version, run_id, self.allow_pickle, self.root)
     return True
 
-def _refresh(self)->dict: # variant -> "loaded", "unchanged" or the error
+# %% ../nbs/04_serving.ipynb #1e899b43
+@patch
+def refresh(self:ModelService)->dict: # variant -> "loaded", "unchanged" or the error
     "One poll of the registry: swap in every variant whose alias moved."
     outcome = {}
     for v in self.variants.values():
@@ -813,14 +817,15 @@ def _refresh(self)->dict: # variant -> "loaded", "unchanged" or the error
             logging.getLogger(__name__).warning("reload of %s failed, keeping the model it serves: %s", v.name, v.error)
     return outcome
 
-ModelService._load_if_moved, ModelService.refresh = _load_if_moved, _refresh
-
 # %% ../nbs/04_serving.ipynb #24ff21c7
-def _poll(self):
+@patch
+def _poll(self:ModelService):
     self.refresh()
     while not self._stop.wait(self.reload_every): self.refresh()
 
-def _service_start(self)->ModelService:
+# %% ../nbs/04_serving.ipynb #64a2bcbd
+@patch
+def start(self:ModelService)->ModelService:
     "Load the models and poll the registry in a background thread; start the prediction log."
     if self.log: self.log.start()
     if self.threads and self._pool is None:
@@ -831,14 +836,18 @@ def _service_start(self)->ModelService:
         self._thread.start()
     return self
 
-def _service_stop(self):
+# %% ../nbs/04_serving.ipynb #13a0d2e0
+@patch
+def stop(self:ModelService):
     "Stop polling, drop the requests still queued (their clients get no answer), compact the prediction log."
     self._stop.set()
     if self._thread is not None: self._thread.join(timeout=120)
     if self._pool is not None: self._pool.shutdown(wait=False, cancel_futures=True)
     if self.log: self.log.close()
 
-def _wait_ready(self, timeout:float=120.0)->ModelService:
+# %% ../nbs/04_serving.ipynb #8ad4ed0a
+@patch
+def wait_ready(self:ModelService, timeout:float=120.0)->ModelService:
     "Block until every variant has a model (or raise after `timeout` seconds)."
     deadline = time.monotonic() + timeout
     while not all(v.current for v in self.variants.values()):
@@ -847,23 +856,22 @@ def _wait_ready(self, timeout:float=120.0)->ModelService:
         time.sleep(0.05)
     return self
 
-ModelService._poll, ModelService.start, ModelService.stop, ModelService.wait_ready = _poll, _service_start, _service_stop, _wait_ready
-
 # %% ../nbs/04_serving.ipynb #9506827f
-def _health(self)->tuple[int, dict]: # (HTTP status, body)
+@patch
+def health(self:ModelService)->tuple[int, dict]: # (HTTP status, body)
     "Ready when the champion is loaded; each variant's state and version, nothing more (probes read it without a token)."
     state = lambda v: "ready" if v.current else ("failed" if v.error else "loading")
     body = {"status": "ready" if self.variants["champion"].current else state(self.variants["champion"]),
             "variants": {v.name: {"state": state(v), "version": v.current and v.current.version} for v in self.variants.values()}}
     return (200 if body["status"] == "ready" else 503), body
 
-def _version_info(self)->dict:
+# %% ../nbs/04_serving.ipynb #a850135f
+@patch
+def version_info(self:ModelService)->dict:
     "The champion's name, alias, version, run id and load time, every variant's with its last error, and the log's counts."
     info = self.variants["champion"].info() | {"split": self.split, "variants": {v.name: v.info() for v in self.variants.values()}}
     if self.log: info["log"] = {"written": self.log.written, "waiting": self.log.waiting, "dropped": self.log.dropped, "error": self.log.error}
     return info
-
-ModelService.health, ModelService.version_info = _health, _version_info
 
 # %% ../nbs/04_serving.ipynb #62e912dc
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
@@ -904,20 +912,20 @@ async def _disconnected(receive):
     while (await receive())["type"] != "http.disconnect": pass
 
 # %% ../nbs/04_serving.ipynb #338177e3
-def _choose(self, key:str|None)->Variant:
+@patch
+def choose(self:ModelService, key:str|None)->Variant:
     "The variant for this request (the champion while the challenger has no model)."
     self.n += 1
     ch = self.variants.get("challenger")
     if ch is not None and ch.current is not None and to_challenger(self.split, key, self.n - 1): return ch
     return self.variants["champion"]
 
-ModelService.choose = _choose
-
 # %% ../nbs/04_serving.ipynb #489b52fb
 class _Cancelled(Exception):
     "The request's client is gone or its time is up: stop working on it."
 
-def _parse(self, body:bytes, content_type:str|None, endpoint:str, loaded:Loaded)->tuple:
+@patch
+def _parse(self:ModelService, body:bytes, content_type:str|None, endpoint:str, loaded:Loaded)->tuple:
     "(model input, params, the rows as a checked table, whether MLflow's JSON parser typed them) for one request."
     import pandas as pd
     if endpoint == "predict": data, params = parse_records(body, loaded.schema, self.max_rows), None
@@ -929,7 +937,9 @@ def _parse(self, body:bytes, content_type:str|None, endpoint:str, loaded:Loaded)
     check_rows(frame, loaded.schema, self.max_rows)
     return data, params, frame, from_json
 
-def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Variant, loaded:Loaded, rid:str,
+# %% ../nbs/04_serving.ipynb #74567f0c
+@patch
+def _score_request(self:ModelService, body:bytes, content_type:str|None, endpoint:str, v:Variant, loaded:Loaded, rid:str,
                    cancel:threading.Event|None=None)->tuple[bytes, int]:
     "Parse, check, score and log one request; the answer's body and its number of rows."
     import numpy as np
@@ -945,10 +955,9 @@ def _score_request(self, body:bytes, content_type:str|None, endpoint:str, v:Vari
     if endpoint == "predict": return _predictions_json(values, values, variant=v.name, version=loaded.version, request_id=rid), len(frame)
     return _predictions_json(predictions, values if isinstance(predictions, np.ndarray) and predictions.ndim == 1 else None), len(frame)
 
-ModelService._parse, ModelService._score_request = _parse, _score_request
-
 # %% ../nbs/04_serving.ipynb #a672966a
-async def _scored(self, request, args:tuple, seconds:float)->tuple[bytes, int]:
+@patch
+async def _scored(self:ModelService, request, args:tuple, seconds:float)->tuple[bytes, int]:
     "Score in the scoring thread, cancelled when the client disconnects (499) or `seconds` pass (504)."
     cancel = threading.Event()
     work = self._pool.submit(self._score_request, *args, cancel)
@@ -963,10 +972,9 @@ async def _scored(self, request, args:tuple, seconds:float)->tuple[bytes, int]:
     if gone.done() and not gone.cancelled(): raise _ClientGone()
     raise RequestError(f"the request took longer than {self.timeout:g} s: send fewer rows per request", 504, "DEADLINE_EXCEEDED")
 
-ModelService._scored = _scored
-
 # %% ../nbs/04_serving.ipynb #5c1a0f3e
-async def _answer(self, request, endpoint:str): # a starlette Response
+@patch
+async def answer(self:ModelService, request, endpoint:str): # a starlette Response
     "Answer one scoring request: body, variant, parse, check, score, log, metrics."
     from starlette.responses import Response
     start, variant, rows, headers = time.perf_counter(), "none", 0, {}
@@ -989,8 +997,6 @@ async def _answer(self, request, endpoint:str): # a starlette Response
         status, content = 500, _error_body(f"internal error ({type(e).__name__}); see the server log", "INTERNAL_ERROR")
     self.metrics.observe(endpoint, variant, status, time.perf_counter() - start, rows)
     return Response(content, status, headers=headers, media_type="application/json")
-
-ModelService.answer = _answer
 
 # %% ../nbs/04_serving.ipynb #672eb9f4
 TOKEN_ENV = "MLOPS_NB_SERVE_TOKEN"

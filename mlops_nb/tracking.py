@@ -6,6 +6,7 @@
 from __future__ import annotations
 import ast, contextlib, functools, hashlib, json, numbers, os, subprocess, sys, time, traceback, uuid
 from pathlib import Path
+from fastcore.basics import patch
 from .config import MlopsNbError, artifact_root, did_you_mean, project_root, refresh_stats, trusted_types, use_store
 from .metrics import GOAL_TAG, GoalError, check_goals, goal, goal_tags
 
@@ -356,7 +357,8 @@ def model_requirements(
         found |= {f"{d}=={version(d)}" for d in _distributions().get(top, [])}
     return sorted(found)
 
-def _log_model(self, model, X, name:str="model", **kwargs):
+@patch
+def log_model(self:Tracker, model, X, name:str="model", **kwargs):
     "Log a fitted scikit-learn model with the signature and an input example taken from `X`."
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -373,19 +375,25 @@ def _log_model(self, model, X, name:str="model", **kwargs):
     if trusted_types(): kwargs.setdefault("skops_trusted_types", trusted_types())
     return mlflow.sklearn.log_model(model, name=name, signature=signature, input_example=example, **kwargs)
 
-def _log_figure(self, fig, name:str)->Tracker:
+# %% ../nbs/01_tracking.ipynb #802859c2
+@patch
+def log_figure(self:Tracker, fig, name:str)->Tracker:
     "Log a matplotlib figure as `figures/<name>.png`."
     import mlflow
     mlflow.log_figure(fig, f"figures/{name}.png")
     return self
 
-def _log_table(self, df, name:str)->Tracker:
+# %% ../nbs/01_tracking.ipynb #07dac4fd
+@patch
+def log_table(self:Tracker, df, name:str)->Tracker:
     "Log a DataFrame as `tables/<name>.json` (MLflow's table artifact, viewable in the UI)."
     import mlflow
     mlflow.log_table(df, f"tables/{name}.json")
     return self
 
-def _log_input(self, df, name:str, context:str="training")->Tracker:
+# %% ../nbs/01_tracking.ipynb #d6249856
+@patch
+def log_input(self:Tracker, df, name:str, context:str="training")->Tracker:
     "Log a DataFrame as an MLflow dataset input, with a fingerprint of all its rows (tag `mlops_nb.data.<name>`)."
     import mlflow.data, warnings
     digest = fingerprint(df)
@@ -393,8 +401,6 @@ def _log_input(self, df, name:str, context:str="training")->Tracker:
         warnings.simplefilter("ignore", UserWarning)
         mlflow.log_input(mlflow.data.from_pandas(df, name=name, digest=digest), context=context)
     return self.set_tags({f"mlops_nb.data.{name}": digest})
-
-Tracker.log_model, Tracker.log_figure, Tracker.log_table, Tracker.log_input = _log_model, _log_figure, _log_table, _log_input
 
 # %% ../nbs/01_tracking.ipynb #f7618558
 def _typed(text:str):
