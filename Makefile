@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # a digest of the notebooks and the library, to check that nbdev_clean + nbdev_export change nothing
 SYNC_DIGEST = find nbs mlops_nb -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha1sum | sha1sum
 
-.PHONY: demo test test-browser test-server lab bench clean-venv
+.PHONY: demo test test-browser test-server docs lab bench clean-venv
 
 $(BIN)/mlops-nb: setup.py settings.ini
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,9 @@ test-server: $(BIN)/mlops-nb  ## the tracking/registry/pipeline suites + test_se
 	@trap '.ci/postgres stop' EXIT; url=$$(.ci/postgres start) && \
 	  MLOPS_NB_TEST_POSTGRES=$$url $(BIN)/python -m pytest tests/test_tracking_papermill.py tests/test_registry.py \
 	    tests/test_pipeline.py tests/test_server.py -n 2 --dist loadfile --durations=12
+
+docs: $(BIN)/mlops-nb  ## the manual: every notebook executed and rendered to _docs/*.html (offline: execnb + nbconvert), index _docs/manual.html
+	$(BIN)/python tools/build_docs.py
 
 lab: $(BIN)/mlops-nb  ## JupyterLab on the project with this venv's kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1

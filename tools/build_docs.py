@@ -1,0 +1,113 @@
+"""Build the manual offline: every notebook in nbs/ executed (as `nbdev_test` runs it) and rendered to an HTML page in
+_docs/ with its outputs (tables, plots) and a doc entry (signature, parameters, docstring; nbdev's `show_doc`) after
+each exported definition. Quarto cannot be installed offline here, so execnb executes and nbconvert renders.
+
+    python tools/build_docs.py [--jobs 2] [NOTEBOOK ...]     # make docs
+"""
+import argparse, ast, html, os, re, sys, time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NBS, OUT = REPO/"nbs", REPO/"_docs"
+SKIP_FLAGS = {"notest"}   # settings.ini's tst_flags: cells nbdev_test skips are not run here either
+
+def _directives(cell)->dict:
+    return getattr(cell, "directives_", None) or {}
+
+def _public_names(source:str, namespace:dict)->list:
+    "The public objects an export cell defines: functions, classes and `@patch` methods, in order."
+    objs = []
+    for node in ast.parse(source).body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or node.name.startswith("_") and node.name != "__init__":
+            continue
+        patched = any(isinstance(d, ast.Name) and d.id == "patch" for d in getattr(node, "decorator_list", []))
+        if patched:
+            owner = node.args.args[0].annotation if node.args.args else None
+            if isinstance(owner, ast.Name) and owner.id in namespace and node.name != "__init__":
+                objs.append(getattr(namespace[owner.id], node.name))
+        elif node.name in namespace and node.name != "__init__": objs.append(namespace[node.name])
+    return objs
+
+def _doc_entry(obj)->str:
+    "nbdev's doc entry for `obj`, without its quarto-only source link."
+    from nbdev.showdoc import show_doc
+    text = show_doc(obj)._repr_markdown_()
+    return "\n".join(line for line in text.splitlines() if not line.startswith("[source]("))
+
+def _output(out:dict):
+    "An execnb output as nbformat wants it: multi-line text joined."
+    import nbformat
+    join = lambda v: "".join(v) if isinstance(v, list) else v
+    out = dict(out, **({"data": {k: join(v) for k, v in out["data"].items()}} if "data" in out else {}))
+    if "text" in out: out["text"] = join(out["text"])
+    return nbformat.from_dict(out)
+
+def _shown_source(source:str)->str:
+    return "\n".join(line for line in source.splitlines() if not re.match(r"\s*#\s*\|", line)).strip("\n")
+
+def build(path:Path)->tuple[str, str, float, str|None]:
+    "Execute one notebook and write its page: (page name, title, seconds, error or None)."
+    import nbformat
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    from nbdev.frontmatter import FrontmatterProc
+    from nbdev.process import NBProcessor
+    start = time.time()
+    os.environ["IN_TEST"] = "1"
+    nb = NBProcessor(path, procs=FrontmatterProc, process=True).nb
+    skip = lambda c: c.cell_type != "code" or bool(SKIP_FLAGS & _directives(c).keys())
+    shell = CaptureShell(path)
+    error = None
+    try:
+        with working_directory(path.parent): shell.run_all(nb, exc_stop=True, preproc=skip)
+    except Exception: error = shell.prettytb(fname=path)
+    title = getattr(nb, "frontmatter_", {}).get("title") or path.stem
+    cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{getattr(nb, 'frontmatter_', {}).get('description', '')}")]
+    for cell in nb.cells:
+        d = _directives(cell)
+        if cell.cell_type == "raw": continue   # the front matter, shown as the title above
+        if cell.cell_type == "markdown":
+            cells.append(nbformat.v4.new_markdown_cell(cell.source))
+            continue
+        if "hide" in d or not _shown_source(cell.source): continue
+        code = nbformat.v4.new_code_cell(_shown_source(cell.source))
+        code.outputs = [_output(o) for o in cell.get("outputs", [])]
+        cells.append(code)
+        if error is None and ("export" in d or "exports" in d):
+            cells += [nbformat.v4.new_markdown_cell(_doc_entry(o)) for o in _public_names(cell.source, shell.user_ns)]
+    page = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(page, resources={"metadata": {"name": title}})
+    (OUT/f"{path.stem}.html").write_text(body)
+    return f"{path.stem}.html", title, time.time() - start, error
+
+def index(pages:list)->str:
+    items = "\n".join(f'<li><a href="{html.escape(name)}">{html.escape(title)}</a></li>' for name, title in pages)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>mlops_nb manual</title></head>"
+            f"<body style='font-family:sans-serif;max-width:50em;margin:2em auto'><h1>mlops_nb manual</h1>"
+            f"<p>Every page is a notebook of <code>nbs/</code>, executed when the manual was built.</p><ul>{items}</ul></body></html>")
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("notebooks", nargs="*", help="notebooks to build (default: every nbs/*.ipynb)")
+    ap.add_argument("--jobs", type=int, default=2, help="notebooks built at once")
+    args = ap.parse_args()
+    paths = [Path(p).resolve() for p in args.notebooks] or sorted(NBS.glob("*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing: sys.exit(f"no such notebook: {', '.join(missing)}")
+    OUT.mkdir(exist_ok=True)
+    results = []
+    with ProcessPoolExecutor(args.jobs, max_tasks_per_child=1) as pool:   # a fresh process per notebook, as nbdev_test
+        for done in as_completed([pool.submit(build, p) for p in paths]):
+            name, title, seconds, error = done.result()
+            results.append(done.result())
+            print(f"{len(results):2}/{len(paths)} {'FAILED' if error else 'ok':6} {seconds:6.1f}s  _docs/{name}  {title}", flush=True)
+            if error: print(error, file=sys.stderr)
+    done = sorted(((n, t) for n, t, _, e in results if not e), key=lambda p: (p[0] != "index.html", p[0]))
+    (OUT/"manual.html").write_text(index(done))
+    print(f"{len(done)} of {len(results)} pages in {OUT}; open {OUT/'manual.html'}")
+    if len(done) < len(results): sys.exit(1)
+
+if __name__ == "__main__":
+    main()
