@@ -15,7 +15,9 @@ __all__ = ['KERNEL_START', 'PRELOAD', 'ENV_PRELOAD', 'LATE_ENV', 'notebook_impor
 # %% ../nbs/01a_kernels.ipynb #442d97bc
 KERNEL_START = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython.core.debugger",
                 "IPython.core.completerlib", "IPython.extensions.storemagic", "sqlite3")  # every kernel imports these as it starts
-PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "mlflow", "mlops_nb.tracking", "skops.io")  # what notebooks import
+PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "mlflow", "mlops_nb.tracking", "skops.io",   # what notebooks import
+           "mlflow.tracking.client", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+           "sklearn.metrics", "mlops_nb.registry")  # and what MLflow and mlops_nb import lazily on a step's first run or metric
 ENV_PRELOAD = "MLOPS_NB_PRELOAD"  # modules a zygote imports, comma-separated; "off" (or empty) = cold kernels only
 
 # %% ../nbs/01a_kernels.ipynb #ec6d75d7
