@@ -4,7 +4,7 @@ each exported definition. Quarto cannot be installed offline here, so execnb exe
 
     python tools/build_docs.py [--jobs 2] [NOTEBOOK ...]     # make docs
 """
-import argparse, ast, html, os, re, sys, time
+import argparse, ast, html, json, os, re, sys, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -19,14 +19,11 @@ def _public_names(source:str, namespace:dict)->list:
     "The public objects an export cell defines: functions, classes and `@patch` methods, in order."
     objs = []
     for node in ast.parse(source).body:
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or node.name.startswith("_") and node.name != "__init__":
-            continue
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or node.name.startswith("_"): continue
         patched = any(isinstance(d, ast.Name) and d.id == "patch" for d in getattr(node, "decorator_list", []))
-        if patched:
-            owner = node.args.args[0].annotation if node.args.args else None
-            if isinstance(owner, ast.Name) and owner.id in namespace and node.name != "__init__":
-                objs.append(getattr(namespace[owner.id], node.name))
-        elif node.name in namespace and node.name != "__init__": objs.append(namespace[node.name])
+        owner = node.args.args[0].annotation if patched and node.args.args else None
+        if patched and isinstance(owner, ast.Name) and owner.id in namespace: objs.append(getattr(namespace[owner.id], node.name))
+        elif not patched and node.name in namespace: objs.append(namespace[node.name])
     return objs
 
 def _doc_entry(obj)->str:
@@ -104,10 +101,15 @@ def main():
             results.append(done.result())
             print(f"{len(results):2}/{len(paths)} {'FAILED' if error else 'ok':6} {seconds:6.1f}s  _docs/{name}  {title}", flush=True)
             if error: print(error, file=sys.stderr)
-    done = sorted(((n, t) for n, t, _, e in results if not e), key=lambda p: (p[0] != "index.html", p[0]))
-    (OUT/"manual.html").write_text(index(done))
-    print(f"{len(done)} of {len(results)} pages in {OUT}; open {OUT/'manual.html'}")
-    if len(done) < len(results): sys.exit(1)
+    listed = OUT/"pages.json"   # every page built so far, so building a few notebooks keeps the others in the index
+    pages = json.loads(listed.read_text()) if listed.is_file() else {}
+    pages |= {n: t for n, t, _, e in results if not e}
+    pages = {n: t for n, t in pages.items() if (OUT/n).is_file()}
+    listed.write_text(json.dumps(pages, indent=1))
+    (OUT/"manual.html").write_text(index(sorted(pages.items(), key=lambda p: (p[0] != "index.html", p[0]))))
+    ok = sum(not e for *_, e in results)
+    print(f"{ok} of {len(results)} pages built in {OUT}; open {OUT/'manual.html'}")
+    if ok < len(results): sys.exit(1)
 
 if __name__ == "__main__":
     main()
