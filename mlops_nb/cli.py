@@ -19,11 +19,13 @@ class BadInput(click.ClickException):
     "A MlopsNbError shown the click way: `Error: ...`, exit code 2."
     exit_code = 2
 
+# %% ../nbs/08_cli.ipynb #6e1ae3d9
 class _Group(click.Group):
     def invoke(self, ctx):
         try: return super().invoke(ctx)
         except MlopsNbError as e: raise BadInput(str(e)) from None
 
+# %% ../nbs/08_cli.ipynb #faee76c4
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlops-nb")
 def main():
@@ -41,6 +43,7 @@ def examples(*lines:str)->str:
 def _columns(text:str|None)->list[str]|None:
     return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
+# %% ../nbs/08_cli.ipynb #bdde4c10
 @main.command(epilog=examples("mlops-nb runs wine", "mlops-nb runs wine --columns C,balanced_accuracy", "mlops-nb runs flights --kind step --limit 20",
                               "mlops-nb runs wine --json"))
 @click.argument("experiment")
@@ -57,6 +60,7 @@ def runs(experiment, columns, kind, limit, as_json):
     if df.empty: return click.echo(f"experiment {experiment!r} has no {kind + ' ' if kind else ''}runs yet")
     click.echo(df.fillna("").to_string(index=False))
 
+# %% ../nbs/08_cli.ipynb #32fe34fb
 @main.command(epilog=examples("mlops-nb best wine -m balanced_accuracy", "mlops-nb best shop -m gain --mode max",
                               "mlops-nb best flights -m rmse --filter \"params.family = 'ridge'\" --json"))
 @click.argument("experiment")
@@ -93,6 +97,7 @@ def register(experiment, metric, name, mode, filter_, then_promote):
     click.echo(f"{mv.name} v{mv.version} from run {mv.run_id}: {metric} = {float(mv.tags[f'metric.{metric}']):.6g}")
     if then_promote: _promote(mv.name, int(mv.version), "champion", metric, mode, 0.0, False, "cli register --promote")
 
+# %% ../nbs/08_cli.ipynb #5714b4f9
 def _promote(name:str, version:int, alias:str, metric, mode, min_delta:float, force:bool, reason:str):
     "Promote and print the move, or print the refusal with both scores and exit 1."
     from mlops_nb.registry import promote as do_promote, PromotionRefused
@@ -102,6 +107,7 @@ def _promote(name:str, version:int, alias:str, metric, mode, min_delta:float, fo
         sys.exit(1)
     click.echo(f"{alias}: version {event['from']} -> {event['to']} ({event['action']})")
 
+# %% ../nbs/08_cli.ipynb #4fdb7485
 @main.command(epilog=examples("mlops-nb models wine", "mlops-nb models wine --json"))
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
@@ -113,6 +119,7 @@ def models(name, as_json):
     df["created"] = df.created.dt.strftime("%Y-%m-%d %H:%M:%S")
     click.echo(df.drop(columns=["notebook", "evaluation"]).fillna("").to_string(index=False))
 
+# %% ../nbs/08_cli.ipynb #7abe3107
 @main.command(epilog=examples("mlops-nb promote wine 3", "mlops-nb promote wine 3 --metric roc_auc --min-delta 0.01",
                               "mlops-nb promote wine 4 --alias challenger --force --reason 'A/B test'"))
 @click.argument("name")
@@ -127,6 +134,7 @@ def promote(name, version, alias, metric, mode, min_delta, force, reason):
     "Move ALIAS of NAME to VERSION if it beats the current holder."
     _promote(name, version, alias, metric, mode, min_delta, force, reason or "cli")
 
+# %% ../nbs/08_cli.ipynb #7905cf40
 @main.command(epilog=examples("mlops-nb history wine", "mlops-nb history wine --alias champion --json"))
 @click.argument("name")
 @click.option("--alias", default=None, help="Only this alias.")
@@ -141,6 +149,7 @@ def history(name, alias, as_json):
     cols = [c for c in ["time", "action", "alias", "from", "to", "metric", "candidate", "champion", "reason", "who"] if c in df]
     click.echo(df[cols].fillna("").to_string(index=False))
 
+# %% ../nbs/08_cli.ipynb #585478ca
 @main.command(epilog=examples("mlops-nb rollback wine", "mlops-nb rollback wine --reason 'v4 errors on Mondays'"))
 @click.argument("name")
 @click.option("--alias", default="champion", show_default=True)
@@ -156,16 +165,19 @@ def _force(values:tuple)->bool|list:
     "--force alone means every step; --force STEP (repeatable) means those."
     return True if "*" in values else list(values)
 
+# %% ../nbs/08_cli.ipynb #1311d549
 def _text_table(rows:list[dict], columns:list[str])->str:
     "Rows as aligned text columns (without pandas: a cached run prints its table without importing it)."
     cells = [columns] + [["" if r[c] is None else str(r[c]) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
 
+# %% ../nbs/08_cli.ipynb #c3deecff
 def _outcome_table(result)->str:
     rows = [r | {"run_id": (r["run_id"] or "")[:8], "seconds": f"{r['seconds']:.2f}"} for r in result.rows()]
     return _text_table(rows, ["step", "point", "status", "seconds", "run_id", "notebook"])
 
+# %% ../nbs/08_cli.ipynb #b874a816
 def _executor(name:str, scheduler:str|None, jobs:int|None, pipeline):
     "None for the local executor, else a DaskExecutor, created after the pipeline validated (no cluster for bad input)."
     if name == "local":
@@ -176,6 +188,7 @@ def _executor(name:str, scheduler:str|None, jobs:int|None, pipeline):
     validate(pipeline)
     return DaskExecutor(scheduler, workers=jobs or 2)
 
+# %% ../nbs/08_cli.ipynb #e937d89f
 @main.command("run", epilog=examples("mlops-nb run", "mlops-nb run --dry-run --only train", "mlops-nb run -p train_month=3 -p valid_month=4 -j 2",
                                      "mlops-nb run --force train      # re-run one step (repeatable)", "mlops-nb run --resume",
                                      "mlops-nb run --executor dask --scheduler tcp://10.0.0.5:8786"))
@@ -212,6 +225,7 @@ def run_command(pipeline, params, params_file, only, from_step, force, resume, j
     click.echo(f"pipeline {p.name!r} done; MLflow run {result.run_id}; executed notebooks in {result.folder}" if result.run_id
                else f"pipeline {p.name!r}: every step is cached, nothing ran")
 
+# %% ../nbs/08_cli.ipynb #0e1b91fa
 @main.command(epilog=examples("mlops-nb steps", "mlops-nb steps other/pipeline.yaml"))
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path())
 def steps(pipeline):
@@ -254,6 +268,7 @@ def serve(model, challenger, split, host, port, token, reload_every, no_log, max
                 reload_every=reload_every, log=not no_log, max_body=max_body, max_rows=max_rows, timeout=timeout,
                 header_timeout=header_timeout, max_connections=max_connections, allow_pickle=allow_pickle)
 
+# %% ../nbs/08_cli.ipynb #ea1595a7
 @main.command(epilog=examples("mlops-nb score wine new.parquet scored.parquet", "mlops-nb score models:/wine/3 new.csv scored.csv --chunk-rows 10000"))
 @click.argument("model")
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
@@ -302,6 +317,7 @@ def _window(value:str):
     if n < 1: raise click.BadParameter(f"{value!r}: a window is at least 1 period")
     return n
 
+# %% ../nbs/08_cli.ipynb #94a22f7d
 def _policy_options(command):
     "The retraining policy's options, shared by `retrain` and `simulate`."
     from mlops_nb.retraining import TRIGGERS
@@ -316,6 +332,7 @@ def _policy_options(command):
         command = option(command)
     return command
 
+# %% ../nbs/08_cli.ipynb #8bd52466
 @main.command(epilog=examples("mlops-nb retrain --batch batches/2026-11.parquet", "mlops-nb retrain other/pipeline.yaml --batch week.csv --period 48 --json",
                               "mlops-nb retrain --batch nov.parquet --trigger always --window 1"))
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path(exists=True))
@@ -342,6 +359,7 @@ def retrain(pipeline, batch, period, trigger, windows, min_delta, cooldown, max_
                    + (f"; error: {rec['error']}" if rec.get("error") else ""))
     if rec["decision"] == "failed": sys.exit(1)
 
+# %% ../nbs/08_cli.ipynb #1175785d
 @main.command(epilog=examples("mlops-nb simulate --sample 0.1", "mlops-nb simulate --trigger always --window 1 --json"))
 @click.option("--workdir", default="simulation", show_default=True, type=click.Path(file_okay=False), help="Folder for the replay's pipeline, store and runs (re-runs reuse its cache).")
 @click.option("--from-month", type=click.IntRange(2, 12), default=2, show_default=True, help="The first batch.")
@@ -404,6 +422,7 @@ def demo(workdir, train_month, valid_month, jobs, sample, simulate):
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
 
+# %% ../nbs/08_cli.ipynb #aa6ca601
 @main.command(epilog=examples("mlops-nb new my-project                        # the flights example",
                               "mlops-nb new churn --template classification   # a classifier, balanced accuracy, periods",
                               "mlops-nb new mine --template blank             # one notebook to replace with yours"))
@@ -415,6 +434,7 @@ def new(directory, template):
     for f in new_project(directory, template): click.echo(f"  {f}")
     click.echo(f"next: cd {directory} && mlops-nb run")
 
+# %% ../nbs/08_cli.ipynb #a79c3953
 @main.command(epilog=examples("mlops-nb init", "mlops-nb init path/to/notebooks"))
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 def init(directory):

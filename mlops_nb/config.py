@@ -86,12 +86,14 @@ def tracking_uri(
     if os.environ.get("MLFLOW_TRACKING_URI"): return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{Path(root or project_root()).resolve()/'mlflow.db'}"
 
+# %% ../nbs/00_config.ipynb #78dbde53
 def _sqlite_path(uri:str)->Path|None:
     "The database file of a sqlite URI, else None."
     if not uri.startswith("sqlite:"): return None
     from sqlalchemy.engine import make_url
     return Path(make_url(uri).database).resolve()
 
+# %% ../nbs/00_config.ipynb #8e3fef44
 def artifact_root(
     uri:str, # a tracking URI
 )->str|None: # a file URI for artifacts, or None when the server decides
@@ -130,6 +132,7 @@ def _copy_atomically(src:Path, dest:Path):
     shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
 
+# %% ../nbs/00_config.ipynb #4b4e4891
 def ensure_store(
     uri:str|None=None, # a tracking URI (default: `tracking_uri()`)
 )->str: # the same URI, ready to use
@@ -168,6 +171,7 @@ def _no_store(uri:str, root:Path)->MlopsNbError:
     return MlopsNbError(f"no MLflow store at {uri}: {where}. Run the command inside your project, make this folder one "
                         "with `mlops-nb init`, or set MLFLOW_TRACKING_URI to your tracking server")
 
+# %% ../nbs/00_config.ipynb #cb7cca82
 def use_store(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     create:bool=True, # create a missing sqlite store (False: raise instead, for commands that only read)
@@ -195,10 +199,12 @@ def is_lock_model(
     "Whether a registered model is one of `store_lock`'s locks."
     return name.startswith(LOCK_PREFIX)
 
+# %% ../nbs/00_config.ipynb #afca398d
 def _holder()->str:
     import getpass, socket
     return f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"
 
+# %% ../nbs/00_config.ipynb #d3de802c
 class RegistryLock:
     "A cross-process lock held as a registered model in the store's registry (for tracking servers)."
     def __init__(self, uri:str, key:str, timeout:float=120, stale:float=600):
@@ -281,6 +287,7 @@ class RegistryLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
+# %% ../nbs/00_config.ipynb #c8de537b
 def store_lock(
     uri:str, # a tracking URI
     purpose:str, # what the lock guards, part of the lock's name

@@ -34,6 +34,7 @@ def _probe(address:str, timeout:float):
     try: socket.create_connection((host, port), timeout).close()
     except OSError as e: raise MlopsNbError(f"cannot reach the Dask scheduler at {address} ({e or 'timed out'}): {_HINT}") from None
 
+# %% ../nbs/12_dask_executor.ipynb #466431af
 def _connect(target, timeout:float, remote:bool):
     "A client of `target` (an address or a LocalCluster); a remote scheduler must have a worker within `timeout`."
     from distributed import Client
@@ -66,6 +67,7 @@ def _why(remote)->str:
                 "running it: KilledWorker); see that worker's log, then resume")
     return f"the Dask task failed on the cluster: {type(e).__name__}: {e}"
 
+# %% ../nbs/12_dask_executor.ipynb #b16e1e06
 def _outcome(remote, output:str, seconds:float):
     "The `Outcome` of a Dask future that is done: its result, or a failed Outcome saying what Dask reported."
     from mlops_nb.pipeline import Outcome
@@ -78,6 +80,7 @@ def _local_cluster(workers:int, **kwargs):
     if workers < 1: raise MlopsNbError(f"a LocalCluster needs at least one worker, got workers={workers}")
     return LocalCluster(**{"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None, **kwargs})
 
+# %% ../nbs/12_dask_executor.ipynb #68c0baf7
 class DaskExecutor:
     "Run pipeline tasks as Dask tasks: on the cluster at `scheduler`, or on a LocalCluster of `workers` processes."
     def __init__(self,

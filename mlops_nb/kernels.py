@@ -145,6 +145,7 @@ def _exit_code(e:SystemExit)->int:
     print(e.code, file=sys.stderr)
     return 1
 
+# %% ../nbs/01a_kernels.ipynb #ba4d3785
 def _exit(code:int):
     "End a forked kernel as the interpreter ends a cold one (threads joined, atexit run, streams flushed); never return."
     try:

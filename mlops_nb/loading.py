@@ -54,6 +54,7 @@ def _unsafe_reason(pyfunc, sk)->str|None:
     if pyfunc.get("predict_fn", "predict") not in _PREDICT_FNS: return f"its predict_fn {pyfunc.get('predict_fn')!r} is not a scikit-learn prediction method"
     return None
 
+# %% ../nbs/01b_loading.ipynb #362a3344
 def model_format(
     doc, # the parsed MLmodel document
 )->ModelFormat: # how it loads, and why it is unsafe (None: safe)
@@ -81,6 +82,7 @@ def model_files(
         return mlflow.get_logged_model(m["id"]).artifact_location
     return uri.rstrip("/")
 
+# %% ../nbs/01b_loading.ipynb #3edaec0b
 def _fetch(where:str, name:str, folder:str)->Path:
     "One file of a model, as a local path (downloaded into `folder` unless it is already local)."
     local = Path(where[len("file://"):] if where.startswith("file://") else where)
@@ -124,6 +126,7 @@ def _untrusted(path:Path, trusted:list[str], uri:str, root)->UnsafeModelError:
     return UnsafeModelError(f"{uri} holds types that are not trusted: {types}. If they are yours and you trust them, add them to "
                             f"{project_root(root)/SETTINGS_FILE}: [models] trusted_types = {types!r}")
 
+# %% ../nbs/01b_loading.ipynb #0e7c6cd1
 def _load_skops(uri:str, doc:dict, fmt:ModelFormat, root=None):
     "The skops model of `uri` as a pyfunc, loaded with the project's trusted types."
     import skops.io
@@ -159,6 +162,7 @@ def unsafe_error(uri:str, fmt:ModelFormat)->UnsafeModelError:
                             "an opt-in (mlflow.sklearn.log_model's default). If you trust whoever can write this model, opt in "
                             "with allow_pickle=True (--allow-pickle on the command line); the load is then recorded")
 
+# %% ../nbs/01b_loading.ipynb #be5ecc65
 def load_with_format(
     uri:str, # a model URI (models:/NAME/VERSION, models:/NAME@ALIAS, models:/m-..., runs:/...) or folder
     allow_pickle:bool=False, # also load formats that can run code (recorded)

@@ -27,6 +27,7 @@ class Level:
     name:str     # Microsoft's name for the level
     summary:str  # what a project at this level looks like
 
+# %% ../nbs/07_maturity.ipynb #304b9864
 @dataclass(frozen=True)
 class Item:
     "One checklist item: a practice a level needs."
@@ -38,6 +39,7 @@ class Item:
     how:str     # how to get there with mlops_nb
     detect:str  # "auto": found from evidence in the project; "manual": answered by hand
 
+# %% ../nbs/07_maturity.ipynb #4df4bc0d
 LEVELS = (
     Level(0, "No MLOps", "Models are trained by hand in notebooks and handed over as files; nothing is tracked or "
           "automated. Fine while a model is unproven."),
@@ -139,6 +141,7 @@ def _store_problem(uri:str)->str|None:
         return None if folder.is_dir() else f"no tracking store yet ({folder} does not exist)"
     return None
 
+# %% ../nbs/07_maturity.ipynb #6321eb64
 def _git_root(folder:Path)->Path|None:
     "The nearest folder at or above `folder` holding `.git`."
     return next((f for f in (folder, *folder.parents) if (f/".git").exists()), None)
@@ -213,6 +216,7 @@ def _listing(names:list[str], limit:int=3)->str:
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
+# %% ../nbs/07_maturity.ipynb #76cf4471
 def _ci(p:_Project)->tuple[bool, str]:
     "A CI configuration file."
     found = [p.show(f) for f in p.find(CI_FILES)]
@@ -228,6 +232,7 @@ def _asserts(notebook:Path)->bool:
     source = lambda c: "".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
     return any(c.get("cell_type") == "code" and _ASSERT.search(source(c)) for c in cells)
 
+# %% ../nbs/07_maturity.ipynb #70a550a0
 def _tests(p:_Project)->tuple[bool, str]:
     "Test files, or notebooks with assert cells."
     files = [p.show(f) for f in p.find(TEST_FILES)]
@@ -239,6 +244,7 @@ def _tests(p:_Project)->tuple[bool, str]:
 def _plural(n:int, word:str, limit:int|None=None)->str:
     return f"{n}{'+' if limit and n >= limit else ''} {word}{'' if n == 1 else 's'}"
 
+# %% ../nbs/07_maturity.ipynb #ec92ceac
 def _tracking(p:_Project)->tuple[bool, str]:
     "Finished runs in the store."
     if p.no_store: return False, p.no_store
@@ -247,6 +253,7 @@ def _tracking(p:_Project)->tuple[bool, str]:
     experiments = {r.info.experiment_id for r in runs}
     return True, f"{_plural(len(runs), 'finished run', _MAX_RUNS)} in {_plural(len(experiments), 'experiment')} of {p.uri}"
 
+# %% ../nbs/07_maturity.ipynb #4a802c3c
 def _reproducible(p:_Project)->tuple[bool, str]:
     "Runs that record both a git commit and a data fingerprint."
     if p.no_store: return False, p.no_store
@@ -282,9 +289,11 @@ def _registry(p:_Project)->tuple[bool, str]:
     return True, (f"{_plural(len(p.models), 'registered model')}; {len(scored)} of {_plural(len(p.versions), 'version')} "
                   f"record metrics, e.g. {v.name} v{v.version} ({metrics})")
 
+# %% ../nbs/07_maturity.ipynb #6c632870
 def _from_papermill(run)->bool:
     return run.data.tags.get(PAPERMILL_TAG) == "true" or TAG_EXECUTION in run.data.tags
 
+# %% ../nbs/07_maturity.ipynb #37d65f32
 def _automated_training(p:_Project)->tuple[bool, str]:
     "A registered version whose source run was executed by papermill."
     if p.no_store: return False, p.no_store
@@ -297,10 +306,12 @@ def _automated_training(p:_Project)->tuple[bool, str]:
             return True, f"{v.name} v{v.version} comes from papermill run {v.run_id[:8]}" + (f" of {Path(notebook).name}" if notebook else "")
     return False, f"no registered version comes from a papermill run ({_plural(len(p.versions), 'version')} checked)"
 
+# %% ../nbs/07_maturity.ipynb #fb0fdf12
 def _aliases(p:_Project, alias:str)->list[str]:
     "`name@alias = vN` for each model holding `alias`."
     return [f"{m.name}@{alias} = v{m.aliases[alias]}" for m in p.models if alias in (m.aliases or {})]
 
+# %% ../nbs/07_maturity.ipynb #ee525568
 def _champion(p:_Project)->tuple[bool, str]:
     "A `champion` alias."
     if p.no_store: return False, p.no_store
@@ -316,6 +327,7 @@ def _api(p:_Project)->tuple[bool, str]:
     return (True, "; ".join(found)) if found else \
            (False, f"no {SERVE_STEP!r} step in {PIPELINE_FILE} and no prediction log ({PREDICTION_LOG}/*.parquet)")
 
+# %% ../nbs/07_maturity.ipynb #e54fe234
 def _variants(files:list[Path])->dict:
     "Rows per value of the variant column, over the prediction log."
     import pyarrow.parquet as pq
@@ -326,6 +338,7 @@ def _variants(files:list[Path])->dict:
             counts[value] = counts.get(value, 0) + 1
     return counts
 
+# %% ../nbs/07_maturity.ipynb #7c4813cd
 def _ab_tests(p:_Project)->tuple[bool, str]:
     "Two variants in the prediction log, or a challenger alias."
     variants = _variants(p.predictions)
@@ -345,6 +358,7 @@ def _monitoring(p:_Project)->tuple[bool, str]:
     if runs: return True, f"{_plural(len(runs), 'monitoring run', _MAX_RUNS)} ({KIND_TAG} = {KIND_MONITORING})"
     return False, f"no monitoring runs (an experiment or runs tagged {KIND_TAG} = {KIND_MONITORING})"
 
+# %% ../nbs/07_maturity.ipynb #aad09308
 def _retrain_records(p:_Project)->list[str]:
     "Alias-history records whose reason mentions retraining."
     found = []
@@ -356,6 +370,7 @@ def _retrain_records(p:_Project)->list[str]:
             if "retrain" in str(event.get("reason", "")).lower(): found.append(f"{m.name}: {event.get('action')} to v{event.get('to')} ({event['reason']})")
     return found
 
+# %% ../nbs/07_maturity.ipynb #adcc19da
 def _retraining(p:_Project)->tuple[bool, str]:
     "Retraining runs or retraining decisions in the alias history."
     if p.no_store: return False, p.no_store
@@ -373,6 +388,7 @@ DETECTORS = {"ci": _ci, "tests": _tests, "tracking": _tracking, "reproducible": 
 def _answers_path(project_dir)->Path:
     return config.project_root(project_dir)/ANSWERS_FILE
 
+# %% ../nbs/07_maturity.ipynb #701834ed
 def load_answers(
     project_dir:str|Path=".", # a folder of the project
 )->dict[str, bool]: # item id -> ticked
@@ -385,6 +401,7 @@ def load_answers(
     known = {i.id for i in ITEMS}
     return {k: bool(v) for k, v in answers.items() if k in known}
 
+# %% ../nbs/07_maturity.ipynb #5ab490ed
 def save_answers(
     answers:dict[str, bool], # item id -> ticked
     project_dir:str|Path=".", # a folder of the project
@@ -416,6 +433,7 @@ class Check:
         if self.answer: return f"ticked by hand ({ANSWERS_FILE})" + (f"; evidence: {self.found}" if self.item.detect == "auto" else "")
         return self.found
 
+# %% ../nbs/07_maturity.ipynb #7ab41f8c
 def _level(checks)->int:
     "The highest level whose automatic items, at it and below, are all met."
     reached = 0
@@ -462,6 +480,7 @@ def _detect(item:Item, p:_Project)->Check:
     try: return Check(item, *DETECTORS[item.id](p))
     except Exception as e: return Check(item, False, f"could not check: {type(e).__name__}: {e}")
 
+# %% ../nbs/07_maturity.ipynb #5bbb1dc2
 def assess(
     project_dir:str|Path=".", # a folder of the project
     tracking_uri:str|None=None, # the MLflow store to read (default: the project's, or MLFLOW_TRACKING_URI)
@@ -508,6 +527,7 @@ def _code(text:str)->str:
     "Escape text for HTML, showing `backticked` parts as code."
     return _CODE.sub(r"<code>\1</code>", html.escape(text))
 
+# %% ../nbs/07_maturity.ipynb #670a10e1
 @patch
 def _repr_html_(self:Assessment)->str:
     "The assessment as an HTML table."
@@ -535,6 +555,7 @@ def _checklist_class():
             return {**bundle, "text/plain": now.to_text(), "text/html": now._repr_html_()}
     return Checklist
 
+# %% ../nbs/07_maturity.ipynb #040bb79c
 def _detail(c:Check)->str:
     "The detail line under an item's checkbox: its evidence and how to get there."
     mark = ("&#10003; detected: " if c.detected else "manual item: " if c.item.detect == "manual" and not c.met
@@ -543,6 +564,7 @@ def _detail(c:Check)->str:
     return (f"<div style='margin-left:2em;line-height:1.4'><small>{mark}{_code(evidence)}<br>"
             f"how: {_code(c.item.how)}</small></div>")
 
+# %% ../nbs/07_maturity.ipynb #094d163f
 def _item_row(c:Check):
     "A checkbox and its detail line for one item."
     import ipywidgets as w

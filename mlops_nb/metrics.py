@@ -28,6 +28,7 @@ def _scorer_names()->frozenset:
     from sklearn.metrics import get_scorer_names
     return frozenset(get_scorer_names())
 
+# %% ../nbs/00a_metrics.ipynb #75ec2c62
 def scorer_for(
     metric:str, # a metric name as logged, e.g. balanced_accuracy, rmse, neg_log_loss
 )->tuple[str, int]|None: # (scikit-learn scorer name, sign), or None for a metric it does not know
@@ -50,9 +51,11 @@ def known_goal(
 class GoalError(MlopsNbError):
     "A metric whose direction is declared wrongly, or in two contradicting ways."
 
+# %% ../nbs/00a_metrics.ipynb #45df1833
 class UnknownGoal(GoalError):
     "A metric whose direction nobody knows or declared."
 
+# %% ../nbs/00a_metrics.ipynb #dcd4ff54
 def check_goals(
     goals:dict|None, # {metric: "min" or "max"}
     where:str="goals", # where they were declared, for messages
@@ -79,6 +82,7 @@ def _declare_hint(metric:str)->str:
     return (f"declare it once: track(..., goals={{{metric!r}: 'max'}}) (or 'min'), `best: {{metric: {metric}, mode: max}}` "
             f"on the pipeline step, or `{metric} = \"max\"` under [metrics] in {SETTINGS_FILE}")
 
+# %% ../nbs/00a_metrics.ipynb #9125d32c
 def goal(
     metric:str, # the metric to decide on
     mode:str|None=None, # what the caller says ("min"/"max"), if anything
@@ -126,6 +130,7 @@ def _estimator(model):
     if not hasattr(model, "predict"): raise MlopsNbError(f"cannot score a {type(model).__name__}: it has no predict method")
     return _predicting(model.predict)
 
+# %% ../nbs/00a_metrics.ipynb #43f99522
 @cache
 def _predictions_class():
     "An estimator class whose predict is a given function (sklearn imported on first use)."
@@ -138,6 +143,7 @@ def _predictions_class():
         def __sklearn_is_fitted__(self): return True
     return Predictions
 
+# %% ../nbs/00a_metrics.ipynb #0ceb94f0
 def _predicting(predict): return _predictions_class()(predict)
 
 # %% ../nbs/00a_metrics.ipynb #01772d9e

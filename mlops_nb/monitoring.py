@@ -62,11 +62,13 @@ def _distinct(sorted_values):
     if sorted_values.size == 0: return sorted_values
     return sorted_values[np.r_[True, sorted_values[1:] != sorted_values[:-1]]]
 
+# %% ../nbs/05_monitoring.ipynb #03abe3ba
 def _value_counts(sorted_values, keys):
     "How often each of `keys` occurs in a sorted array."
     import numpy as np
     return np.searchsorted(sorted_values, keys, "right") - np.searchsorted(sorted_values, keys, "left")
 
+# %% ../nbs/05_monitoring.ipynb #ab51b325
 def _wasserstein(a, b)->float:
     "First Wasserstein distance between two sorted samples (scipy's formula, without re-sorting them)."
     import numpy as np
@@ -87,6 +89,7 @@ def _chisquare(ref, cur)->tuple[float, float]:
     stat = float(terms.sum())
     return stat, float(stats.chi2.sf(stat, len(ref) - 1)) if len(ref) > 1 else 1.0
 
+# %% ../nbs/05_monitoring.ipynb #e8fb39bd
 def _z_test(ref, cur)->tuple[float, float]:
     "Two-proportion z-test on the counts of (at most) two values: (z, p-value)."
     import numpy as np
@@ -98,17 +101,20 @@ def _z_test(ref, cur)->tuple[float, float]:
     z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     return float(z), float(2 * (1 - stats.norm.cdf(abs(z))))
 
+# %% ../nbs/05_monitoring.ipynb #04f95542
 def _jensenshannon(ref, cur)->float:
     "Jensen–Shannon distance (natural log) between two count or share vectors."
     from scipy.spatial import distance
     return float(distance.jensenshannon(ref / ref.sum(), cur / cur.sum()))
 
+# %% ../nbs/05_monitoring.ipynb #6fdb775c
 def _fill_zeroes(p):
     "Evidently's floor for empty bins: a millionth of the smallest share if that is tiny, else 0.0001."
     import numpy as np
     low = p[p > 0].min()
     return np.where(p == 0, low / 10**6 if low <= 0.0001 else 0.0001, p)
 
+# %% ../nbs/05_monitoring.ipynb #18032c0d
 def _psi(ref, cur)->float:
     "Population stability index between two count vectors."
     import numpy as np
@@ -126,6 +132,7 @@ def _sorted_finite(s):
     finite = np.isfinite(a)
     return np.sort(a if finite.all() else a[finite])
 
+# %% ../nbs/05_monitoring.ipynb #bef74e35
 def _binned(a, b, ref_distinct:int)->tuple:
     "Counts per Sturges bin over both samples (many distinct values), else per value."
     import numpy as np
@@ -135,6 +142,7 @@ def _binned(a, b, ref_distinct:int)->tuple:
     keys = np.union1d(_distinct(a), _distinct(b))
     return _value_counts(a, keys), _value_counts(b, keys)
 
+# %% ../nbs/05_monitoring.ipynb #fd8f3841
 def _numeric_inputs(ref, cur)->dict:
     "Sorted finite values, their distinct count, and counts per value when there are few."
     import numpy as np
@@ -143,6 +151,7 @@ def _numeric_inputs(ref, cur)->dict:
     n_values = len(np.union1d(da, db)) if max(len(da), len(db)) <= FEW_VALUES else max(len(da), len(db)) + 1
     return {"a": a, "b": b, "n_ref": a.size, "n_cur": b.size, "n_values": n_values, "ref_distinct": len(da)}
 
+# %% ../nbs/05_monitoring.ipynb #9c1c02ac
 def _categorical_inputs(ref, cur)->dict:
     "Counts per category over the union, and how much of the current batch the reference never saw."
     r, c, _ = _category_counts(ref, cur)
@@ -167,6 +176,7 @@ def _run_test(test:str, kind:str, x:dict)->tuple[float, float]:
     if test == "z": return _z_test(r, c)
     return (_jensenshannon(r, c) if test == "jensenshannon" else _psi(r, c)), nan
 
+# %% ../nbs/05_monitoring.ipynb #37cd9b44
 def _is_drift(test:str, score:float, threshold:float)->bool:
     "Evidently's comparison: KS p <= t, chi²/z p < t, distances >= t."
     if test == "ks": return score <= threshold
@@ -182,6 +192,7 @@ def _check_test(column:str, kind:str, test:str)->str:
                            "use chisquare, z, jensenshannon or psi")
     return test
 
+# %% ../nbs/05_monitoring.ipynb #a42999df
 def _column_drift(ref, cur, kind:str, method:str|None=None, threshold:float|None=None)->dict:
     "One row of the drift table: the test Evidently would pick (or `method`) on one column."
     import numpy as np
@@ -207,6 +218,7 @@ def _per_column(value, column:str):
     "A setting given once for all columns, or per column in a dict."
     return value.get(column) if isinstance(value, dict) else value
 
+# %% ../nbs/05_monitoring.ipynb #e2bf6f8f
 def _columns(reference, current, columns)->list[str]:
     "The columns to test: those named (all must exist), else those both tables share."
     if columns is None: return [c for c in reference.columns if c in set(current.columns)]
@@ -215,6 +227,7 @@ def _columns(reference, current, columns)->list[str]:
                                    f"reference has {list(reference.columns)[:20]}, current has {list(current.columns)[:20]}")
     return list(columns)
 
+# %% ../nbs/05_monitoring.ipynb #8d48a558
 def drift(
     reference, # the data the model was built on: a pandas DataFrame
     current, # a batch to compare with it: a pandas DataFrame
@@ -252,6 +265,7 @@ def _f1(t, p)->float:
     f1 = [2 * np.sum((t == c) & (p == c)) / max(np.sum(t == c) + np.sum(p == c), 1) for c in positive]
     return float(np.mean(f1))
 
+# %% ../nbs/05_monitoring.ipynb #dc35136f
 def performance(
     y_true, # the true values (labels); missing ones are skipped
     y_pred, # the model's predictions, same length
@@ -309,6 +323,7 @@ def _utc(t):
     t = pd.Timestamp(t)
     return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
 
+# %% ../nbs/05_monitoring.ipynb #73dcb5e1
 def read_predictions(
     root:str|Path|None=None, # the project folder (default: `project_root()`), or the log folder itself
     since=None, # only predictions at or after this time (anything pandas reads as a timestamp)
@@ -333,6 +348,7 @@ def read_predictions(
     if variant is not None: df = df[df[VARIANT_COLUMN] == variant]
     return df.reset_index(drop=True)
 
+# %% ../nbs/05_monitoring.ipynb #b9df10c5
 def join_labels(
     predictions, # prediction log rows (with `request_id`)
     labels, # a DataFrame with `request_id` and the true values, as they arrive
@@ -393,6 +409,7 @@ def _overlay(ax, ref, cur, kind:str, name:str):
         ax.set_xticks(x, [str(v) for v in shares.index], rotation=45, fontsize=7)
     ax.set_title(name, fontsize=9)
 
+# %% ../nbs/05_monitoring.ipynb #5f50c5c2
 @patch
 def plot_drift(self:MonitorReport, max_columns:int=6):
     "Distributions of the drifted columns (most drifted first), reference against current."
@@ -435,6 +452,7 @@ def _png(fig)->str:
     buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=90, bbox_inches="tight"); plt.close(fig)
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
 
+# %% ../nbs/05_monitoring.ipynb #b58871e3
 def _metrics_table(self)->str:
     "Batch metrics beside the baseline, as HTML."
     import pandas as pd
@@ -443,6 +461,7 @@ def _metrics_table(self)->str:
     df = pd.DataFrame({"batch": [self.metrics[k] for k in keys], "baseline": [self.baseline.get(k) for k in keys]}, index=keys)
     return df.to_html(float_format=lambda v: f"{v:.4g}", border=0)
 
+# %% ../nbs/05_monitoring.ipynb #66142894
 @patch
 def _repr_html_(self:MonitorReport, plots:bool=True)->str:
     "The report as one self-contained HTML fragment."
@@ -487,15 +506,18 @@ def _load_model(model, root):
         raise MlopsNbError(f"cannot load model {model!r}: {str(e).splitlines()[0][:300]}; "
                            "register and promote one first (e.g. mlops-nb promote NAME VERSION)") from None
 
+# %% ../nbs/05_monitoring.ipynb #996315a6
 def _input_columns(model, features:list[str])->list[str]:
     "The columns the model takes: its MLflow signature's inputs when it has one, else the features."
     try: names = model.metadata.get_input_schema().input_names()
     except Exception: names = None
     return list(names) if names else features
 
+# %% ../nbs/05_monitoring.ipynb #5e5be71d
 def _main_metric(metrics:dict)->str|None:
     return "rmse" if "rmse" in metrics else "accuracy" if "accuracy" in metrics else None
 
+# %% ../nbs/05_monitoring.ipynb #579ba135
 def _degradation(metric:str|None, current:dict, baseline:dict, direction:str)->float|None:
     "How much worse the main metric is than its baseline, relative (0.1 = 10 % worse), `direction` saying which way is better."
     if not metric or metric not in current or not baseline.get(metric): return None
@@ -507,6 +529,7 @@ def _metric_key(name:str)->str:
     "A column name as a valid MLflow metric key."
     return re.sub(r"[^\w\-. /]", "_", str(name))[:200]
 
+# %% ../nbs/05_monitoring.ipynb #a358a41a
 class Monitor:
     "Check batches against a reference: drift, prediction drift, performance and a verdict; one MLflow run per batch."
     def __init__(self,
@@ -625,6 +648,7 @@ def _batch_metrics(report:MonitorReport)->dict:
         if score == score: m[f"drift.{_metric_key(row.column)}"] = score
     return {k: float(v) for k, v in m.items()}
 
+# %% ../nbs/05_monitoring.ipynb #099fe17c
 @patch
 def _log(self:Monitor, report:MonitorReport, step:int)->str:
     "Log one batch as one MLflow run of the monitoring experiment; returns its id."

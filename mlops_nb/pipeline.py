@@ -19,6 +19,7 @@ __all__ = ['PIPELINE_KEYS', 'RETRAIN_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineEr
 class PipelineError(MlopsNbError):
     "A pipeline that cannot run as written."
 
+# %% ../nbs/03_pipeline.ipynb #9e565e09
 class PipelineFailed(Exception):
     "A step failed while running; `result` has every step's outcome."
     def __init__(self, message:str, result):
@@ -41,6 +42,7 @@ class Step:
     grid: dict = field(default_factory=dict)       # parameter name -> values: one execution per combination
     best: dict = field(default_factory=dict)       # {metric, mode}: report the best grid point
 
+# %% ../nbs/03_pipeline.ipynb #85eb1f10
 @dataclass
 class Pipeline:
     "Steps, pipeline parameters and where they live."
@@ -57,12 +59,14 @@ class Pipeline:
             if s.name == name: return s
         raise PipelineError(f"no step {name!r} in pipeline {self.name!r}{did_you_mean(name, [s.name for s in self.steps])}")
 
+# %% ../nbs/03_pipeline.ipynb #351f823d
 def _check_name(name, what:str)->str:
     "A pipeline or step name: it becomes part of file paths, so it must not lead out of the project."
     if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
         raise PipelineError(f"{what} {name!r} is not a usable name: use letters, digits, '-', '_' or '.', without '/'")
     return name
 
+# %% ../nbs/03_pipeline.ipynb #ea80333e
 def _check_keys(found:dict, allowed, where:str):
     for key in found:
         if key not in allowed: raise PipelineError(f"unknown key {key!r} in {where}{did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})")
@@ -76,6 +80,7 @@ def _cli_value(text:str):
         except ValueError: pass
     return text
 
+# %% ../nbs/03_pipeline.ipynb #a56ace51
 def parse_param(
     text:str, # "key=value" as typed after -p
 )->tuple: # (key, typed value)
@@ -84,6 +89,7 @@ def parse_param(
     if not sep or not key.strip(): raise PipelineError(f"-p takes key=value, got {text!r}")
     return key.strip(), _cli_value(value)
 
+# %% ../nbs/03_pipeline.ipynb #6060ad30
 def _read_yaml(path:Path, what:str)->dict:
     import yaml
     if not path.is_file(): raise PipelineError(f"{what} {path} does not exist")
@@ -92,6 +98,7 @@ def _read_yaml(path:Path, what:str)->dict:
     if not isinstance(data, dict): raise PipelineError(f"{what} {path} must be a mapping of keys to values")
     return data
 
+# %% ../nbs/03_pipeline.ipynb #8286a9bf
 def load_pipeline(
     path:str|Path="pipeline.yaml", # the pipeline file (or its folder)
     params:dict|None=None, # overrides of pipeline parameters
@@ -136,6 +143,7 @@ def _resolve(value, params:dict, where:str):
     lone = _REF.fullmatch(value)
     return params[lone[1]] if lone else _REF.sub(lambda m: str(params[m[1]]), value)
 
+# %% ../nbs/03_pipeline.ipynb #1224d154
 def notebook_parameters(
     path:str|Path, # a notebook
 )->dict|None: # name -> default value (None when the default is not a literal); None without a parameters cell
@@ -143,6 +151,7 @@ def notebook_parameters(
     from mlops_nb.tracking import declared_parameters
     return declared_parameters(_read_notebook(path))
 
+# %% ../nbs/03_pipeline.ipynb #f8c47ae8
 def _read_notebook(path)->dict:
     "A notebook file's JSON (read without nbformat's schema validation: the runner only needs cells and tags)."
     try: return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -161,6 +170,7 @@ def _topological(pipeline:Pipeline)->list[Step]:
     except graphlib.CycleError as e: raise PipelineError(f"the steps depend on each other in a cycle: {' -> '.join(e.args[1])}") from None
     return [pipeline.step(n) for n in order]
 
+# %% ../nbs/03_pipeline.ipynb #20452b9a
 def _upstream(pipeline:Pipeline, step:Step)->list[Step]:
     "Every step that `step` needs, directly or not."
     seen, todo = {}, list(step.needs)
@@ -169,6 +179,7 @@ def _upstream(pipeline:Pipeline, step:Step)->list[Step]:
         if name not in seen: seen[name] = pipeline.step(name); todo += seen[name].needs
     return list(seen.values())
 
+# %% ../nbs/03_pipeline.ipynb #4673f74f
 RESERVED = ("pipeline.yaml", "mlops_nb.toml", "mlflow.db", "mlartifacts", ".mlops_nb", "runs", ".git")  # never a product
 
 def _inside(root:Path, rel, what:str)->Path:
@@ -180,6 +191,7 @@ def _inside(root:Path, rel, what:str)->Path:
         raise PipelineError(f"{what} {rel!r} would overwrite the project's own {path.relative_to(root).parts[0]}: choose another path")
     return path
 
+# %% ../nbs/03_pipeline.ipynb #1516ebb7
 def _products(pipeline:Pipeline)->dict:
     "Product path -> the step that writes it; refuses a product outside the project, a step notebook or one written twice."
     owner, notebooks = {}, {Path(os.path.normpath(pipeline.root/s.notebook)) for s in pipeline.steps}
@@ -199,6 +211,7 @@ def _check_best(step:Step):
     if "metric" not in step.best: raise PipelineError(f"step {step.name!r}: best needs a metric, e.g. best: {{metric: rmse, mode: min}}")
     if step.best.get("mode", "min") not in ("min", "max"): raise PipelineError(f"step {step.name!r}: best mode must be 'min' or 'max', got {step.best['mode']!r}")
 
+# %% ../nbs/03_pipeline.ipynb #5b185390
 def _check_step(pipeline:Pipeline, step:Step)->dict:
     "Check one step against its notebook; return the notebook's declared parameters."
     nb = pipeline.root/step.notebook
@@ -219,6 +232,7 @@ def _check_step(pipeline:Pipeline, step:Step)->dict:
         if name not in (declared or {}): raise PipelineError(f"step {step.name!r}: product {name!r} must be a parameter of {step.notebook}, so the notebook knows where to write it")
     return declared
 
+# %% ../nbs/03_pipeline.ipynb #4b152943
 def validate(
     pipeline:Pipeline, # the pipeline to check
 )->dict: # step name -> the parameters its notebook declares
@@ -241,6 +255,7 @@ class Task:
     @property
     def label(self)->str: return self.step if self.point is None else f"{self.step}[{self.point}]"
 
+# %% ../nbs/03_pipeline.ipynb #ec27f595
 def source_hash(
     path:str|Path, # a notebook
 )->str: # hex digest of its cells' types and sources only
@@ -248,9 +263,11 @@ def source_hash(
     from mlops_nb.tracking import _source
     return _digest([(c["cell_type"], _source(c)) for c in _read_notebook(path)["cells"]])
 
+# %% ../nbs/03_pipeline.ipynb #b95cfcae
 def _digest(obj)->str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
+# %% ../nbs/03_pipeline.ipynb #fc514ad5
 def file_hash(path:Path)->str|None:
     "Content hash of a file or of a folder's files; None when it does not exist."
     if path.is_file():
@@ -288,11 +305,13 @@ class Outcome:
     run_id: str|None = None
     output: str|None = None         # the executed notebook
 
+# %% ../nbs/03_pipeline.ipynb #b33a1e36
 def _temporary(path:str, tag:str)->str:
     "A hidden temporary path beside `path`, with the same suffix (writers that go by the suffix still work)."
     p = Path(path)
     return str(p.with_name(f".{p.stem}.{tag}.tmp{p.suffix}"))
 
+# %% ../nbs/03_pipeline.ipynb #d5bcee54
 def execute_task(
     notebook:str, # the input notebook
     output:str, # where papermill writes the executed notebook
@@ -340,9 +359,11 @@ def _write_atomically(path:Path, text:str):
     tmp.write_text(text)
     os.replace(tmp, path)
 
+# %% ../nbs/03_pipeline.ipynb #bf4c2af5
 def _record_path(pipeline:Pipeline, task:Task)->Path:
     return pipeline.root/".mlops_nb"/"cache"/pipeline.name/f"{task.label}.json"
 
+# %% ../nbs/03_pipeline.ipynb #7083dd24
 def _read_record(pipeline:Pipeline, task:Task)->dict|None:
     "The task's last cache record, if any (a damaged one counts as none)."
     path = _record_path(pipeline, task)
@@ -350,6 +371,7 @@ def _read_record(pipeline:Pipeline, task:Task)->dict|None:
     try: return json.loads(path.read_text())
     except (ValueError, OSError): return None
 
+# %% ../nbs/03_pipeline.ipynb #6ba407ed
 def _cached(pipeline:Pipeline, task:Task)->dict|None:
     "The task's record if its key matches and its products still hold what was recorded."
     record = _read_record(pipeline, task)
@@ -375,6 +397,7 @@ class StepResult:
     @property
     def run_ids(self)->list: return [o.run_id for o in self.outcomes if o.run_id]
 
+# %% ../nbs/03_pipeline.ipynb #5a1d2bb8
 @dataclass
 class PipelineResult:
     "Every step's result, the pipeline's MLflow run and the folder of executed notebooks (None when every task was cached)."
@@ -405,6 +428,7 @@ def _goals(pipeline:Pipeline)->dict:
     try: return check_goals(goals, f"pipeline {pipeline.name!r}: best")
     except MlopsNbError as e: raise PipelineError(str(e)) from None
 
+# %% ../nbs/03_pipeline.ipynb #b38918db
 def _set_aside(pipeline:Pipeline, path:Path)->Path:
     "Move a file or folder the runner did not create out of the way, into .mlops_nb/replaced/; where it went."
     dest = pipeline.root/".mlops_nb"/"replaced"/f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"/path.relative_to(pipeline.root)
@@ -522,19 +546,23 @@ class _Runner:
         self.left[step.name] = 0
         self.say(f"{'skipped':>6}  {step.name}  ({why})")
 
+# %% ../nbs/03_pipeline.ipynb #145b7417
 def _remove_leftovers(product:Path):
     "Temporary files of `product` left by a killed run; makes the folder if needed."
     product.parent.mkdir(parents=True, exist_ok=True)
     for old in product.parent.glob(f".{product.stem}.*.tmp{product.suffix}"): _remove(old)
 
+# %% ../nbs/03_pipeline.ipynb #f4b2b20e
 def _remove(path:Path):
     if path.is_dir(): shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink(): path.unlink()
 
+# %% ../nbs/03_pipeline.ipynb #7eaa7c7b
 def _params(d:dict)->list:
     from mlflow.entities import Param
     return [Param(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in d.items()]
 
+# %% ../nbs/03_pipeline.ipynb #185fc1d1
 def _tags(d:dict)->list:
     from mlflow.entities import RunTag
     return [RunTag(k, str(v)) for k, v in d.items()]
@@ -576,6 +604,7 @@ def _state(folder:Path)->dict:
     path = folder/"state.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
+# %% ../nbs/03_pipeline.ipynb #b27974ce
 def _resumable(pipeline:Pipeline)->Path:
     "The latest run folder of `pipeline` that did not finish."
     base = pipeline.root/"runs"/pipeline.name
@@ -583,6 +612,7 @@ def _resumable(pipeline:Pipeline)->Path:
         if _state(folder).get("status") in ("running", "failed"): return folder
     raise PipelineError(f"pipeline {pipeline.name!r} has no failed or interrupted run to resume in {base}")
 
+# %% ../nbs/03_pipeline.ipynb #faf4bcd5
 def _forced(pipeline:Pipeline, force)->bool|set:
     "--force as the runner needs it: True for every step, else the set of named steps (unknown names refused)."
     if force is True: return True
@@ -590,6 +620,7 @@ def _forced(pipeline:Pipeline, force)->bool|set:
     for n in names: pipeline.step(n)   # a typo fails here, naming the nearest step
     return names
 
+# %% ../nbs/03_pipeline.ipynb #9561322c
 def _selection(pipeline:Pipeline, order:list, only:str|None, from_:str|None, force)->tuple[list, bool|set]:
     "The steps to consider and what to force, from --only / --from / --force."
     force = _forced(pipeline, force)
@@ -603,12 +634,14 @@ def _selection(pipeline:Pipeline, order:list, only:str|None, from_:str|None, for
         return order, force if force is True else down | force
     return order, force
 
+# %% ../nbs/03_pipeline.ipynb #16db2597
 def _all_cached(p:Pipeline, declared:dict, order:list, force)->PipelineResult|None:
     "The result of a run in which every task is cached, decided from the cache records alone; None when anything must run."
     sims, tasks = _simulate(p, declared, order, force)
     if any(r is None for _, r in tasks): return None
     return PipelineResult(p.name, None, None, sims)
 
+# %% ../nbs/03_pipeline.ipynb #d32fd9c5
 def run_pipeline(
     pipeline:Pipeline|str|Path="pipeline.yaml", # a Pipeline, or the path of its YAML
     params:dict|None=None, # overrides of pipeline parameters (with a path)

@@ -19,12 +19,14 @@ class PromotionRefused(MlopsNbError):
         super().__init__(message)
         self.candidate, self.champion = candidate, champion
 
+# %% ../nbs/02_registry.ipynb #5c040ddf
 def _client():
     "An MlflowClient on the project's existing store (the registry never creates a store: it needs runs to register)."
     from mlflow import MlflowClient
     use_store(create=False)
     return MlflowClient()
 
+# %% ../nbs/02_registry.ipynb #4f88ce99
 def _model(client, name:str):
     "The registered model `name`, or an error naming the close matches."
     from mlflow.exceptions import MlflowException
@@ -34,10 +36,12 @@ def _model(client, name:str):
     known = [m.name for m in client.search_registered_models(max_results=1000) if not is_lock_model(m.name)]
     raise MlopsNbError(f"no registered model named {name!r}{did_you_mean(name, known)} (models in the registry: {', '.join(known[:10]) or 'none'})")
 
+# %% ../nbs/02_registry.ipynb #7f7afa6c
 def _no_registry(client, e:Exception)->MlopsNbError:
     return MlopsNbError(f"the store {client.tracking_uri} cannot host a model registry ({e}); use a database store "
                         "(sqlite:///..., postgresql://...) or an MLflow tracking server")
 
+# %% ../nbs/02_registry.ipynb #0557c4b5
 def _version(client, name:str, version):
     "Version `version` of model `name`, or an error listing the versions that exist."
     from mlflow.exceptions import MlflowException
@@ -95,6 +99,7 @@ def _evaluation_digest(run)->str|None:
         if any(t.key == "mlflow.data.context" and t.value == "evaluation" for t in inp.tags): return inp.dataset.digest
     return None
 
+# %% ../nbs/02_registry.ipynb #582f1bbc
 def _known_goals(run, metrics:dict, declared:dict)->dict:
     "The direction of each metric that has one (declared, recorded on the run or its experiment, or known); others left out."
     from mlflow import MlflowClient
@@ -105,6 +110,7 @@ def _known_goals(run, metrics:dict, declared:dict)->dict:
         except UnknownGoal: pass   # no direction yet: a gate on it will ask for one
     return found
 
+# %% ../nbs/02_registry.ipynb #1ec7beae
 def _version_tags(run, metrics:dict, evaluation:str|None, goals:dict)->dict:
     "What a version records about its performance and origin."
     tags = {f"metric.{k}": repr(float(v)) for k, v in metrics.items()} | goal_tags(goals)
@@ -121,6 +127,7 @@ def _version_of_run(client, name:str, run_id:str):
     except MlflowException: return None
     return max(found, key=lambda v: int(v.version)) if found else None
 
+# %% ../nbs/02_registry.ipynb #ee23c5f3
 def _attach_metrics(client, run, model_id:str|None):
     "Link the run's metrics to its logged model (MLflow 3 model metrics), those not linked yet, without adding to the run's history."
     if run is None or model_id is None: return
@@ -130,6 +137,7 @@ def _attach_metrics(client, run, model_id:str|None):
     if latest: client.log_batch(run.info.run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id,
                                                                  run_id=run.info.run_id) for m in latest])
 
+# %% ../nbs/02_registry.ipynb #ab6f4bdc
 def _describe(metrics:dict, evaluation:str|None, run_id:str|None)->str:
     scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())) or "no metrics"
     return f"{scores} on evaluation data {evaluation or 'unrecorded'}" + (f" (run {run_id})" if run_id else "")
@@ -191,6 +199,7 @@ def _record(client, name:str, **event):
     key = f"{_HISTORY}{time.time_ns():020d}.{uuid.uuid4().hex[:8]}"
     client.set_registered_model_tag(name, key, json.dumps(event, default=str))
 
+# %% ../nbs/02_registry.ipynb #fd4c6c9a
 def record_event(
     name:str, # registered model name
     action:str, # what happened, e.g. refused or retrain-failed
@@ -201,6 +210,7 @@ def record_event(
     _model(client, name)
     _record(client, name, action=action, **fields)
 
+# %% ../nbs/02_registry.ipynb #299e17b0
 def _alias_version(client, name:str, alias:str)->int|None:
     "The version an alias points at, or None (an int: a server's REST API gives strings, a database store ints)."
     version = client.get_registered_model(name).aliases.get(alias)
@@ -214,6 +224,7 @@ def _registered_score(mv, metric:str)->float:
                            "register it with that metric, or pass evaluation_data to score both models")
     return float(mv.tags[f"metric.{metric}"])
 
+# %% ../nbs/02_registry.ipynb #fd8e83a9
 def _registered_scores(candidate, champion, metric:str)->tuple[float, float, str]:
     "Both registered scores, refused unless both come from the same evaluation data."
     ev_c, ev_h = candidate.tags.get("mlops_nb.evaluation"), champion.tags.get("mlops_nb.evaluation")
@@ -222,6 +233,7 @@ def _registered_scores(candidate, champion, metric:str)->tuple[float, float, str
                            f"data ({ev_c} vs {ev_h}): their {metric} values cannot be compared; pass evaluation_data")
     return _registered_score(candidate, metric), _registered_score(champion, metric), f"registered, evaluation {ev_c}"
 
+# %% ../nbs/02_registry.ipynb #355702b1
 def _split_evaluation(evaluation_data)->tuple:
     "(X, y) from a tuple (X, y) or (DataFrame, target column)."
     if not isinstance(evaluation_data, tuple) or len(evaluation_data) != 2:
@@ -232,6 +244,7 @@ def _split_evaluation(evaluation_data)->tuple:
         return X.drop(columns=[y]), X[y]
     return X, y
 
+# %% ../nbs/02_registry.ipynb #c49cbd26
 def _scored_now(name:str, candidate, champion, metric:str, evaluation_data, allow_pickle:bool=False)->tuple[float, float, str]:
     "Both models loaded (only from formats that cannot run code, unless opted in) and scored with scikit-learn's scorer for `metric`."
     from mlops_nb.loading import load_model
@@ -246,6 +259,7 @@ def _goal_for(client, name:str, metric:str, mode:str|None, *mvs)->str:
     tags = {f"version {mv.version}": mv.tags for mv in mvs} | {f"model {name!r}": client.get_registered_model(name).tags}
     return goal(metric, mode, tags)
 
+# %% ../nbs/02_registry.ipynb #ed1d055a
 def _gate(client, name, judged, current:int, metric:str, mode:str|None, min_delta:float, evaluation_data, ties:bool, allow_pickle:bool=False)->dict:
     "Compare the judged version (the candidate, or the version it was refit from) with the current holder; the verdict as history fields."
     import math
@@ -286,6 +300,7 @@ def _check_margin(min_delta)->float:
         raise MlopsNbError(f"min_delta must be a finite number >= 0, got {min_delta!r}: a negative margin would let a worse model in")
     return float(min_delta)
 
+# %% ../nbs/02_registry.ipynb #ae0aad62
 def promote(
     name:str, # registered model name
     version, # the candidate version
@@ -344,6 +359,7 @@ def history(
     if not df.empty: df["time"] = pd.to_datetime(df.time, unit="s")
     return df.reset_index(drop=True)
 
+# %% ../nbs/02_registry.ipynb #dd32e5ae
 def _lineage(events)->list[str]:
     "The versions an alias held, oldest first, with rolled-back ones popped."
     held = []
@@ -352,6 +368,7 @@ def _lineage(events)->list[str]:
         elif e["action"] == "rollback": held.pop()
     return held
 
+# %% ../nbs/02_registry.ipynb #7dd3e13d
 def rollback(
     name:str, # registered model name
     alias:str="champion", # the alias to move back
@@ -374,6 +391,7 @@ def rollback(
         _record(client, name, **event)
     return event
 
+# %% ../nbs/02_registry.ipynb #aa39b5ec
 def champion(
     name:str, # registered model name
     alias:str="champion", # the alias
@@ -384,6 +402,7 @@ def champion(
     if version is None: raise MlopsNbError(f"model {name!r} has no {alias!r} yet: promote a version first")
     return _version(client, name, version)
 
+# %% ../nbs/02_registry.ipynb #e44411dc
 def load(
     name:str, # registered model name
     alias:str="champion", # the alias to load

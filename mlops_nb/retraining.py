@@ -24,11 +24,13 @@ def _check_windows(windows, where:str)->list:
     if bad or not windows: raise MlopsNbError(f"{where}: window lengths must be whole numbers of periods >= 1 or 'all', got {windows!r}")
     return windows
 
+# %% ../nbs/06_retraining.ipynb #afdd0ed7
 def _check_max_age(max_age, where:str):
     "A staleness limit: None, or a whole number of periods >= 0."
     if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0):
         raise MlopsNbError(f"{where}: max_age must be a whole number of periods >= 0, got {max_age!r}")
 
+# %% ../nbs/06_retraining.ipynb #18d6243f
 @dataclass
 class RetrainPolicy:
     "When to retrain, which window lengths to back-test, and by how much a new recipe must beat the champion."
@@ -120,6 +122,7 @@ def _digest(obj)->str:
     import hashlib
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
+# %% ../nbs/06_retraining.ipynb #88eaf74f
 def windowed(
     pipeline, # a Pipeline, or the path of its pipeline.yaml
     params:dict, # pipeline parameters for this window (they must exist in the pipeline)
@@ -177,15 +180,18 @@ def executor(self:RetrainLoop):
         self._executor = LocalExecutor(self.jobs, notebooks=[self.pipeline.root/s.notebook for s in self.pipeline.steps])
     return self._executor
 
+# %% ../nbs/06_retraining.ipynb #65bb5002
 @patch
 def close(self:RetrainLoop):
     "Stop the loop's kernels."
     if self._executor is not None: self._executor.shutdown()
     self._executor = None
 
+# %% ../nbs/06_retraining.ipynb #6ad8cb68
 @patch
 def __enter__(self:RetrainLoop): return self
 
+# %% ../nbs/06_retraining.ipynb #971b73e7
 @patch
 def __exit__(self:RetrainLoop, *exc): self.close()
 
@@ -243,6 +249,7 @@ def _pipeline_train_data(pipeline)->str|None:
     path = next((pipeline.root/s.products["train"] for s in pipeline.steps if "train" in s.products), None)
     return str(path) if path and path.exists() else None
 
+# %% ../nbs/06_retraining.ipynb #c41aaad4
 @patch
 def monitor(self:RetrainLoop, champ):
     "The Monitor of champion version `champ` (built once per version)."

@@ -17,10 +17,12 @@ def _shipped()->Path:
     from importlib.resources import files
     return Path(str(files("mlops_nb")))/"templates"
 
+# %% ../nbs/09_scaffold.ipynb #76f1c578
 def templates()->list[str]:
     "The names of the project templates shipped with mlops_nb."
     return sorted(p.name for p in _shipped().iterdir() if (p/"pipeline.yaml").is_file())
 
+# %% ../nbs/09_scaffold.ipynb #55f8a24e
 def template_dir(
     name:str="flights", # a template name
 )->Path: # the folder holding the template
@@ -114,6 +116,7 @@ def _experiment(dest:Path)->str:
     p = load_pipeline(dest/"pipeline.yaml")
     return p.experiment or p.name
 
+# %% ../nbs/09_scaffold.ipynb #82cb401d
 def _git_commit(dest:Path, message:str)->bool:
     "Make `dest` a git repository with a first commit; False when git is not installed."
     if shutil.which("git") is None: return False

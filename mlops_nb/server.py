@@ -24,12 +24,14 @@ def _redact(uri:str)->str:
     try: return make_url(uri).render_as_string(hide_password=True)
     except Exception: return uri.split("@")[-1]
 
+# %% ../nbs/11_server.ipynb #9fb13039
 def default_backend(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
 )->str: # the project's sqlite store URI
     "The project's own sqlite store: what the server serves when no backend is given."
     return f"sqlite:///{Path(root or project_root()).resolve()/'mlflow.db'}"
 
+# %% ../nbs/11_server.ipynb #329d307f
 def check_backend(
     uri:str, # a SQLAlchemy database URL (postgresql://..., sqlite:///...)
 )->str: # the same URI, known to be usable
@@ -45,16 +47,19 @@ def check_backend(
     _connect(uri)
     return uri
 
+# %% ../nbs/11_server.ipynb #3503cda5
 def _installed(module:str)->bool:
     import importlib.util
     return importlib.util.find_spec(module) is not None
 
+# %% ../nbs/11_server.ipynb #917af754
 def _postgres_driver(uri:str)->tuple[str, str]:
     "The scheme and URI with an installed driver named: SQLAlchemy 2.1 picks psycopg 3 for postgresql://, we ship psycopg2."
     for scheme in ("postgresql+psycopg2", "postgresql+psycopg"):
         if _installed(BACKENDS[scheme]): return scheme, scheme + uri.removeprefix("postgresql")
     raise MlopsNbError("PostgreSQL needs the psycopg2 driver, which is not installed: pip install mlops_nb[server]")
 
+# %% ../nbs/11_server.ipynb #45ad1025
 def _connect(uri:str):
     "Open and close one connection, or say why not."
     import sqlalchemy
@@ -79,6 +84,7 @@ def free_port(
         s.bind((host, 0))
         return s.getsockname()[1]
 
+# %% ../nbs/11_server.ipynb #29cbb8e8
 def check_port(
     host:str, # the interface to bind
     port:int, # the port
@@ -94,6 +100,7 @@ def check_port(
             raise MlopsNbError(f"cannot listen on {host}:{port}: {e.strerror}") from None
     return port
 
+# %% ../nbs/11_server.ipynb #fb1c28c8
 def server_uri(
     host:str, # the interface the server binds
     port:int, # its port
@@ -102,6 +109,7 @@ def server_uri(
     name = socket.getfqdn() if host in _WILDCARD else host
     return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
 
+# %% ../nbs/11_server.ipynb #f47d2e28
 def allowed_hosts(
     host:str, # the interface the server binds
     port:int, # its port
@@ -116,6 +124,7 @@ def allowed_hosts(
     else: names.add(f"[{host}]" if ":" in host else host)
     return ",".join(f"{n}{p}" for n in sorted(names) for p in ("", f":{port}"))
 
+# %% ../nbs/11_server.ipynb #d39b7c1e
 def check_artifacts(
     destination:str|Path, # a folder, a file:// URI, or an object-store URL (s3://..., gs://...)
 )->str: # the destination to pass to the server (absolute for a folder)
@@ -144,6 +153,7 @@ def server_command(
     return [sys.executable, "-m", "mlflow", "server", "--serve-artifacts", "--artifacts-destination", str(artifacts_destination),
             "--host", host, "--port", str(port), "--workers", str(workers), "--allowed-hosts", hosts]
 
+# %% ../nbs/11_server.ipynb #16076fcf
 def server_env(
     backend_store_uri:str, # the database: postgresql://user:password@host:port/db or sqlite:///path
 )->dict: # the environment for `server_command`
@@ -155,6 +165,7 @@ def _tail(path:Path, lines:int=25)->str:
     try: return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError: return ""
 
+# %% ../nbs/11_server.ipynb #df5dfbc5
 @dataclass
 class Server:
     "A running `mlflow server`: its tracking URI, process and log."
@@ -186,10 +197,12 @@ class Server:
     def __enter__(self): return self
     def __exit__(self, *exc): self.stop()
 
+# %% ../nbs/11_server.ipynb #d22c2e8f
 def _signal_group(process, sig):
     try: os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError): pass
 
+# %% ../nbs/11_server.ipynb #0c6eb9b6
 def _descendants(pid:int)->list[int]:
     "Every living process below `pid` (children, their children, ...), from /proc; [] where there is no /proc."
     children:dict[int, list[int]] = {}
@@ -202,6 +215,7 @@ def _descendants(pid:int)->list[int]:
         for child in children.get(todo.pop(), []): found.append(child); todo.append(child)
     return found
 
+# %% ../nbs/11_server.ipynb #637ceca1
 def _healthy(url:str)->bool:
     import urllib.request
     try:
@@ -234,6 +248,7 @@ def start_server(
     except BaseException: server.stop(); raise   # an error, Ctrl-C or SIGTERM while starting leaves nothing running
     return server
 
+# %% ../nbs/11_server.ipynb #da253d0b
 def _wait_healthy(server:Server, probe:str, timeout:float):
     "Return once `/health` answers; stop the server and raise with its log's tail otherwise."
     deadline = time.monotonic() + timeout
@@ -252,6 +267,7 @@ class _Stopped(BaseException):
     "SIGTERM or SIGHUP arrived: unwind like Ctrl-C, stopping what was started."
     def __init__(self, signum:int): self.signum = signum
 
+# %% ../nbs/11_server.ipynb #dcd3942b
 class _signals_stop:
     "Within this block (in the main thread), SIGTERM and SIGHUP raise `_Stopped`; the old handlers come back after."
     SIGNALS = (signal.SIGTERM, signal.SIGHUP)

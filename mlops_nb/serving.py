@@ -25,6 +25,7 @@ class RequestError(MlopsNbError):
         super().__init__(message)
         self.status, self.code = status, code
 
+# %% ../nbs/04_serving.ipynb #8260f78d
 _MAX_MESSAGE = 2000
 
 def _error_body(message:str, code:str)->bytes:
@@ -44,6 +45,7 @@ class ModelRef:
     alias:str|None=None
     version:int|None=None
 
+# %% ../nbs/04_serving.ipynb #bd770a2b
 def model_ref(
     uri:str, # models:/NAME@ALIAS, models:/NAME/VERSION, models:/m-..., runs:/... or a path
 )->ModelRef: # the parsed reference
@@ -73,6 +75,7 @@ class Loaded:
     def direct(self): # the model's own predict for JSON the service parsed with the schema, when that is safe (else None)
         return _direct_predict(self.model)
 
+# %% ../nbs/04_serving.ipynb #946b20e2
 @dataclass
 class Variant:
     "One model the service answers with, and what it currently serves."
@@ -95,6 +98,7 @@ def _registry_error(ref:ModelRef, e:Exception)->MlopsNbError:
     return MlopsNbError(f"cannot find {what} of registered model {ref.name!r} ({type(e).__name__}: {e}); "
                         f"check the name with `mlops-nb models {ref.name}` or promote a version to the alias")
 
+# %% ../nbs/04_serving.ipynb #e758aa99
 def resolve(
     ref:ModelRef, # the reference to look up
     client=None, # an MlflowClient (default: one on the current store)
@@ -107,6 +111,7 @@ def resolve(
     except Exception as e: raise _registry_error(ref, e) from None
     return int(mv.version), mv.run_id
 
+# %% ../nbs/04_serving.ipynb #98cea5a3
 def load_version(
     ref:ModelRef, # what to load
     version:int|None, # the version `resolve` found (None for a fixed URI)
@@ -134,6 +139,7 @@ def _mlflow_error(e:Exception, what:str)->RequestError:
     code = getattr(e, "error_code", None)
     return RequestError(f"{what}: {msg or type(e).__name__}", 400, code if code in ("BAD_REQUEST", INVALID) else "BAD_REQUEST")
 
+# %% ../nbs/04_serving.ipynb #6164159f
 def _decode_json(body:bytes):
     "The JSON document in `body`, or a 400 saying where it is broken."
     try: return json.loads(body)
@@ -142,6 +148,7 @@ def _decode_json(body:bytes):
     except RecursionError: raise RequestError("the JSON is nested too deeply") from None
     except ValueError as e: raise RequestError(f"the JSON holds a number Python will not read ({str(e).split(':')[0]})") from None
 
+# %% ../nbs/04_serving.ipynb #536170fe
 def _media_type(content_type:str|None)->str:
     "The media type of a Content-Type header; only charset=utf-8 is accepted as a parameter."
     mime, *params = [p.strip().lower() for p in (content_type or _JSON).split(";")]
@@ -164,12 +171,14 @@ _VALUE_CHECKS = {"string": (lambda v: isinstance(v, str), "text"), "long": (_is_
                  "integer": (_is_whole, "whole numbers"), "double": (_is_number, "numbers"), "float": (_is_number, "numbers"),
                  "boolean": (lambda v: isinstance(v, bool), "true or false")}
 
+# %% ../nbs/04_serving.ipynb #7381a31a
 def _columns(schema)->dict|None:
     "Column name -> (check, what it must hold) for a schema with named columns (None: a type not checked here)."
     from mlflow.types import DataType
     if schema is None or not schema.has_input_names(): return None
     return {s.name: _VALUE_CHECKS.get(s.type.name) if isinstance(s.type, DataType) else None for s in schema.inputs}
 
+# %% ../nbs/04_serving.ipynb #07eb3730
 def _check_value(name:str, v, check, row:int):
     "Refuse a value of the wrong type for its column (400, with MLflow's code for data it cannot convert)."
     if check is None or v is None or check[0](v) or v != v: return
@@ -222,6 +231,7 @@ def _inputs(doc, cols:dict|None, max_rows:int):
             for i, x in enumerate(values): _check_value(k, x, cols[k], i)
     return doc
 
+# %% ../nbs/04_serving.ipynb #c20ca803
 def _bounded(key:str, value, cols:dict|None, max_rows:int):
     "The value of one JSON input format, counted, trimmed to the signature and type-checked before MLflow parses it."
     if key in ("dataframe_records", "instances") and isinstance(value, list):
@@ -246,6 +256,7 @@ def _format_key(doc)->str:
                            f"the keys {', '.join(_FORMATS)}", 400, INVALID)
     raise RequestError(f"unknown or ambiguous input format: the JSON needs exactly one of the keys {', '.join(_FORMATS)} (got keys: {got})")
 
+# %% ../nbs/04_serving.ipynb #3d60e143
 def _json_payload(doc, schema, max_rows:int=MAX_ROWS):
     "Model input and params from an MLflow JSON document, bounded and checked before MLflow parses it."
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
@@ -266,6 +277,7 @@ def _csv_width(body:bytes)->int:
     import csv
     return len(next(csv.reader([line.decode("utf-8", "replace")]), []))
 
+# %% ../nbs/04_serving.ipynb #c24d74a5
 def _read_csv(body:bytes, schema):
     "A CSV body as a table, with MLflow's parser, once its header is known to be narrow enough."
     from mlflow.pyfunc.scoring_server import parse_csv_input
@@ -286,6 +298,7 @@ def _expanded_bytes(table)->int:
             else: total += chunk.nbytes
     return total
 
+# %% ../nbs/04_serving.ipynb #941b588e
 def _read_parquet(body:bytes, schema, max_rows:int, max_body:int):
     "A parquet body as a table, judged by its footer first and by its expanded size before expanding it."
     import pyarrow as pa, pyarrow.parquet as pq
@@ -430,6 +443,7 @@ def _prediction_values(predictions, n:int)->list:
     if arr.ndim == 2 and len(arr) == n: return [json.dumps(r, default=str) for r in arr.tolist()]
     return [json.dumps(predictions.tolist() if hasattr(predictions, "tolist") else predictions, default=str)] * n
 
+# %% ../nbs/04_serving.ipynb #ef53be1b
 def _predictions_json(predictions, values:list|None=None, **extra)->bytes:
     "MLflow's answer: {\"predictions\": [...]}, plus extra fields; plain `values` take the fast path."
     if values is not None and not any(isinstance(v, str) for v in values[:1]):
@@ -446,6 +460,7 @@ def key_share(
     "Where a key falls in [0, 1): a stable hash, the same in every process."
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
 
+# %% ../nbs/04_serving.ipynb #53b9cc33
 def to_challenger(
     split:float, # the challenger's share, 0 to 1
     key:str|None=None, # the request's key, if any
@@ -461,6 +476,7 @@ LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "timestamp", "request_id
 
 def _safe_name(text:str)->str: return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:80] or "model"
 
+# %% ../nbs/04_serving.ipynb #cd296220
 def _log_names(columns)->list[str]:
     "A unique log column name per input column: its name as text, prefixed with `input.` while it clashes."
     used, out = set(LOG_COLUMNS), []
@@ -492,12 +508,14 @@ def _read_segment(path:Path)->tuple[dict, list, list]:
     cols = {name: list(chain.from_iterable(d["c"].get(name) or [None] * len(d["p"]) for d in docs)) for name in names}
     return cols, list(chain.from_iterable(d["p"] for d in docs)), [(len(d["p"]), d["v"], d["n"], d["t"], d["i"]) for d in docs]
 
+# %% ../nbs/04_serving.ipynb #8e4fd4c4
 def _column(values:list):
     "A pyarrow array, falling back to text for mixed or nested values."
     import pyarrow as pa
     try: return pa.array(values)
     except Exception: return pa.array([None if v is None else str(v) for v in values], pa.string())
 
+# %% ../nbs/04_serving.ipynb #048ebee4
 def _table(cols:dict, pred:list, meta:list):
     "Rows read from a segment as one pyarrow table."
     import numpy as np, pyarrow as pa
@@ -536,6 +554,7 @@ def _try_lock(path:Path):
     except OSError: os.close(fd); return None
     return fd
 
+# %% ../nbs/04_serving.ipynb #c7b023e8
 def compact_log(
     folder:str|Path, # a prediction-log folder (`<project>/predictions`)
     name:str|None=None, # only the segments of this model
@@ -620,6 +639,7 @@ def _write_all(fd:int, data:bytes):
     view = memoryview(data)
     while view: view = view[os.write(fd, view):]
 
+# %% ../nbs/04_serving.ipynb #eeb67705
 @patch
 def add(self:PredictionLog,
         frame, # the request's rows
@@ -705,6 +725,7 @@ def _log_files(folder:Path, model:str|None)->list[Path]:
     files = [*folder.glob(f"{pattern}.parquet"), *(s for s in folder.glob(f"{pattern}.jsonl") if not s.with_suffix(".parquet").exists())]
     return sorted(files, key=lambda p: p.stem.rsplit("-", 3)[-3:])
 
+# %% ../nbs/04_serving.ipynb #380e44f8
 def _read_log_file(f:Path):
     "A log file's rows; a segment compacted (and removed) while we looked is read from its parquet file."
     import pandas as pd
@@ -714,6 +735,7 @@ def _read_log_file(f:Path):
         done = f.with_suffix(".parquet")
         return pd.read_parquet(done) if done.exists() else None   # a segment without rows leaves no parquet file
 
+# %% ../nbs/04_serving.ipynb #d24de43a
 def read_predictions(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     model:str|None=None, # only the rows of this registered model
@@ -889,6 +911,7 @@ def _request_id(headers)->tuple[str, str|None]:
 class _ClientGone(Exception):
     "The client closed the connection before its answer."
 
+# %% ../nbs/04_serving.ipynb #4e5bf234
 async def _read_body(request, limit:int, seconds:float=30.0)->bytes:
     "The body, refused with a 413 past `limit` bytes (declared or streamed) and a 408 past `seconds`."
     from starlette.requests import ClientDisconnect
@@ -907,6 +930,7 @@ async def _read_body(request, limit:int, seconds:float=30.0)->bytes:
     except ClientDisconnect: raise _ClientGone() from None
     return b"".join(chunks)
 
+# %% ../nbs/04_serving.ipynb #2cd312c6
 async def _disconnected(receive):
     "Return once the client of a request whose body was read goes away."
     while (await receive())["type"] != "http.disconnect": pass
@@ -924,6 +948,7 @@ def choose(self:ModelService, key:str|None)->Variant:
 class _Cancelled(Exception):
     "The request's client is gone or its time is up: stop working on it."
 
+# %% ../nbs/04_serving.ipynb #6fe82549
 @patch
 def _parse(self:ModelService, body:bytes, content_type:str|None, endpoint:str, loaded:Loaded)->tuple:
     "(model input, params, the rows as a checked table, whether MLflow's JSON parser typed them) for one request."
@@ -1023,6 +1048,7 @@ def _json_response(body, status:int=200):
     from starlette.responses import Response
     return Response(json.dumps(body), status, media_type="application/json")
 
+# %% ../nbs/04_serving.ipynb #8db0b9fb
 def _routes(app, svc:ModelService):
     "The endpoints, as plain Starlette routes: the request path needs no FastAPI parameter machinery."
     from starlette.responses import Response
@@ -1039,6 +1065,7 @@ def _routes(app, svc:ModelService):
                              ("/ping", health, "GET"), ("/version", version, "GET"), ("/metrics", metrics, "GET")]:
         app.add_route(path, fn, methods=[method])
 
+# %% ../nbs/04_serving.ipynb #22787208
 def create_app(
     model:str, # the champion's URI, e.g. models:/flights@champion
     challenger:str|None=None, # the challenger's URI, e.g. models:/flights@challenger
@@ -1145,6 +1172,7 @@ def _kind(path:Path, what:str)->str:
         raise MlopsNbError(f"cannot tell the format of {what} {path}: name it *.parquet or *.csv")
     return "csv" if path.suffix.lower() == ".csv" else "parquet"
 
+# %% ../nbs/04_serving.ipynb #d39c907a
 def _chunks(path:Path, chunk_rows:int):
     "(total rows or None, iterator of DataFrames)."
     if _kind(path, "input") == "csv":
@@ -1154,6 +1182,7 @@ def _chunks(path:Path, chunk_rows:int):
     f = pq.ParquetFile(path)
     return f.metadata.num_rows, (b.to_pandas() for b in f.iter_batches(batch_size=chunk_rows))
 
+# %% ../nbs/04_serving.ipynb #efbda12a
 class _Writer:
     "Appends DataFrames to one parquet or CSV file."
     def __init__(self, path:Path, kind:str): self.path, self.kind, self.pq = path, kind, None

@@ -29,6 +29,7 @@ def _user_ns()->dict:
     shell = ipython.get_ipython() if ipython else None
     return shell.user_ns if shell is not None else {}
 
+# %% ../nbs/01_tracking.ipynb #577f5e68
 def notebook_path()->Path|None:
     "The notebook this code runs in, or None in a plain script."
     ns = _user_ns()
@@ -47,6 +48,7 @@ def _literal_assignments(source:str)->dict:
             except ValueError: found[node.targets[0].id] = ast.unparse(node.value)
     return found
 
+# %% ../nbs/01_tracking.ipynb #b316cbed
 ENV_STEP_PARAMS = "MLOPS_NB_STEP_PARAMS"  # a pipeline step's resolved parameters, JSON (set by the pipeline runner)
 
 def papermill_parameters()->dict:
@@ -63,6 +65,7 @@ def _git_dir(folder:Path)->Path|None:
         if (f/".git").exists(): return f
     return None
 
+# %% ../nbs/01_tracking.ipynb #c8f840fc
 def git_tags(
     folder:str|Path|None=None, # a folder inside the checkout (default: the working directory)
 )->dict: # MLflow tags: commit and dirty flag, {} outside git
@@ -94,12 +97,14 @@ def default_experiment()->str:
     "`MLFLOW_EXPERIMENT_NAME` when set, else the project folder's name."
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or project_root().name
 
+# %% ../nbs/01_tracking.ipynb #2e85d03b
 def _unknown_experiment(client, name:str)->MlopsNbError:
     "The error for a missing experiment, naming the close matches."
     known = [e.name for e in client.search_experiments(max_results=1000)]
     return MlopsNbError(f"no experiment named {name!r} in {client.tracking_uri}{did_you_mean(name, known)} "
                         f"(experiments there: {', '.join(known[:10]) or 'none'})")
 
+# %% ../nbs/01_tracking.ipynb #90857989
 _EXPERIMENTS: dict[tuple[str, str], str] = {}  # (store, name) -> id, so a sweep asks once per process
 
 def experiment_id(
@@ -112,6 +117,7 @@ def experiment_id(
     if (uri, name) not in _EXPERIMENTS: _EXPERIMENTS[uri, name] = _find_experiment(uri, name, create)
     return _EXPERIMENTS[uri, name]
 
+# %% ../nbs/01_tracking.ipynb #a42678ed
 def _find_experiment(uri:str, name:str, create:bool)->str:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -137,6 +143,7 @@ def _metric_value(key:str, value)->float:
     raise MlopsNbError(f"metric {key!r} must be one number, got {type(value).__name__} {str(value)[:50]!r}: "
                        "log one value per step, or the whole thing with log_table / log_figure")
 
+# %% ../nbs/01_tracking.ipynb #76a1d7b8
 def _param_value(key:str, value)->str:
     "`value` as MLflow stores it, or a clear error when MLflow would truncate it."
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
@@ -146,6 +153,7 @@ def _param_value(key:str, value)->str:
                            "log it as an artifact (log_table, mlflow.log_text) instead")
     return text
 
+# %% ../nbs/01_tracking.ipynb #d2474bc1
 def _merge(d:dict|None, kw:dict)->dict: return {**(d or {}), **kw}
 
 # %% ../nbs/01_tracking.ipynb #64e939f5
@@ -290,6 +298,7 @@ def track(
     "Track one MLflow run: `with track(...) as run:` or `@track(...)`."
     return Tracker(experiment, run_name, params, tags, log_notebook, inputs, goals)
 
+# %% ../nbs/01_tracking.ipynb #13607177
 def active_tracker()->Tracker:
     "The innermost open `track` block."
     if not _open: raise MlopsNbError("no track block is open: use `with track(...) as run:` or decorate with @track(...)")
@@ -314,6 +323,7 @@ def _site_fingerprint()->str:
         for n in names: h.update(f"{entry}/{n}:{os.stat(os.path.join(entry, n)).st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
+# %% ../nbs/01_tracking.ipynb #59815003
 @functools.cache
 def _distributions()->dict:
     "Top-level module -> the installed distributions that provide it: scanned once per environment, kept in the user's cache."
@@ -346,6 +356,7 @@ def _estimators(model)->list:
     "A scikit-learn model and every estimator or transformer inside it."
     return [model] + [v for v in model.get_params(deep=True).values() if hasattr(v, "get_params") or hasattr(v, "fit")]
 
+# %% ../nbs/01_tracking.ipynb #1e4c6b31
 def model_requirements(
     model, # a fitted scikit-learn estimator
 )->list[str]: # pinned pip requirements, e.g. ["scikit-learn==1.9.1", "skops==0.13.0", "mlops-nb==0.1.0"]
@@ -357,6 +368,7 @@ def model_requirements(
         found |= {f"{d}=={version(d)}" for d in _distributions().get(top, [])}
     return sorted(found)
 
+# %% ../nbs/01_tracking.ipynb #4b739e09
 @patch
 def log_model(self:Tracker, model, X, name:str="model", **kwargs):
     "Log a fitted scikit-learn model with the signature and an input example taken from `X`."
@@ -408,11 +420,13 @@ def _typed(text:str):
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError): return text
 
+# %% ../nbs/01_tracking.ipynb #adeff9a6
 def _source(cell)->str:
     "A cell's source as one string (notebook files may store it as a list of lines)."
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src
 
+# %% ../nbs/01_tracking.ipynb #ee9107ec
 def declared_parameters(
     nb, # a notebook: an nbformat node or the notebook file's JSON as a dict
     kernel_name:str|None=None, # its kernel (parameters cells of Python kernels are parsed; kept for papermill's engine API)
@@ -437,6 +451,7 @@ def _fits(value, default)->bool:
     if isinstance(default, float): return isinstance(value, (int, float))
     return isinstance(value, type(default))
 
+# %% ../nbs/01_tracking.ipynb #d08622fa
 def check_parameters(
     declared:dict|None, # what the notebook declares (`declared_parameters`)
     given:dict, # name -> value to inject
@@ -468,6 +483,7 @@ def _kernel_spec_manager():
             return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
     return ThisPython()
 
+# %% ../nbs/01_tracking.ipynb #ade035f7
 def kernel_manager_class(
     env:dict, # environment variables for the kernel, on top of this process's
     socket_dir:str, # a private folder for the kernel's IPC sockets
@@ -496,6 +512,7 @@ def kernel_manager_class(
             if not self.shutting_down: await super()._async_interrupt_kernel()
     return KernelManager
 
+# %% ../nbs/01_tracking.ipynb #7cf210fd
 def _absolute_input(input_path)->str:
     "The input notebook as an absolute path: papermill has already changed into `--cwd` when an engine runs."
     p = Path(str(input_path))
@@ -504,6 +521,7 @@ def _absolute_input(input_path)->str:
         if base and (Path(base)/p).is_file(): return str((Path(base)/p).resolve())
     return str(input_path)
 
+# %% ../nbs/01_tracking.ipynb #d330d43b
 def attach_notebook(
     execution:str, # the execution id the runs are tagged with
     nb, # the executed notebook (an nbformat node)
@@ -521,6 +539,7 @@ def attach_notebook(
         client.set_tag(run.info.run_id, TAG_NOTEBOOK, notebook)
     return [r.info.run_id for r in runs]
 
+# %% ../nbs/01_tracking.ipynb #b2450fd9
 class MlopsNbEngine:
     "papermill engine `mlops_nb`: papermill's own engine, plus the executed notebook attached to the runs it made."
     @classmethod
@@ -552,6 +571,7 @@ class MlopsNbEngine:
 def _known_metrics(client, exp_id:str)->list[str]:
     return sorted({k for r in client.search_runs([exp_id], max_results=100) for k in r.data.metrics})
 
+# %% ../nbs/01_tracking.ipynb #f7d3c283
 def experiment_goal(
     experiment:str, # experiment name
     metric:str, # the metric
@@ -562,12 +582,14 @@ def experiment_goal(
     tags = MlflowClient().get_experiment(experiment_id(experiment)).tags
     return goal(metric, mode, {f"experiment {experiment!r}": tags})
 
+# %% ../nbs/01_tracking.ipynb #b61d0d66
 def _no_metric(client, exp_id:str, experiment:str, metric:str, filter:str|None)->MlopsNbError:
     known = _known_metrics(client, exp_id)
     return MlopsNbError(f"no finished run of experiment {experiment!r} has metric {metric!r}"
                         f"{' matching ' + repr(filter) if filter else ''}{did_you_mean(metric, known)} "
                         f"(metrics logged there: {', '.join(known) or 'none'})")
 
+# %% ../nbs/01_tracking.ipynb #8aea5ef3
 def best_run(
     experiment:str, # experiment name
     metric:str, # the metric to rank by
@@ -587,6 +609,7 @@ def best_run(
     if not found or metric not in found[0].data.metrics: raise _no_metric(client, exp_id, experiment, metric, filter)
     return found[0]
 
+# %% ../nbs/01_tracking.ipynb #f880c9d4
 def best_params(
     experiment:str, # experiment name
     metric:str, # the metric to rank by
@@ -606,6 +629,7 @@ def runs(
     import mlflow
     return mlflow.search_runs([experiment_id(experiment)], filter_string=filter or "", max_results=max_results)
 
+# %% ../nbs/01_tracking.ipynb #66fdffc4
 def plot_runs(
     experiment:str, # experiment name
     metric:str, # y axis
