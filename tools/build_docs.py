@@ -32,20 +32,13 @@ def _doc_entry(obj)->str:
     text = show_doc(obj)._repr_markdown_()
     return "\n".join(line for line in text.splitlines() if not line.startswith("[source]("))
 
-def _output(out:dict):
-    "An execnb output as nbformat wants it: multi-line text joined."
-    import nbformat
-    join = lambda v: "".join(v) if isinstance(v, list) else v
-    out = dict(out, **({"data": {k: join(v) for k, v in out["data"].items()}} if "data" in out else {}))
-    if "text" in out: out["text"] = join(out["text"])
-    return nbformat.from_dict(out)
-
 def _shown_source(source:str)->str:
     return "\n".join(line for line in source.splitlines() if not re.match(r"\s*#\s*\|", line)).strip("\n")
 
 def build(path:Path)->tuple[str, str, float, str|None]:
     "Execute one notebook and write its page: (page name, title, seconds, error or None)."
     import nbformat
+    from nbformat.v4.rwbase import rejoin_lines
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     from nbdev.frontmatter import FrontmatterProc
@@ -69,11 +62,12 @@ def build(path:Path)->tuple[str, str, float, str|None]:
             continue
         if "hide" in d or not _shown_source(cell.source): continue
         code = nbformat.v4.new_code_cell(_shown_source(cell.source))
-        code.outputs = [_output(o) for o in cell.get("outputs", [])]
+        code.outputs = [nbformat.from_dict(o) for o in cell.get("outputs", [])]
         cells.append(code)
         if error is None and ("export" in d or "exports" in d):
             cells += [nbformat.v4.new_markdown_cell(_doc_entry(o)) for o in _public_names(cell.source, shell.user_ns)]
     page = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    rejoin_lines(page)   # execnb keeps multi-line outputs as lists of lines, as notebook files store them
     from nbconvert import HTMLExporter
     body, _ = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(page, resources={"metadata": {"name": title}})
     (OUT/f"{path.stem}.html").write_text(body)
