@@ -18,11 +18,11 @@ $(BIN)/mlops-nb: setup.py settings.ini
 demo: $(BIN)/mlops-nb  ## the flights demo on an embedded sqlite MLflow store in ./demo-flights
 	$(BIN)/mlops-nb demo --workdir demo-flights
 
-test: $(BIN)/mlops-nb  ## notebooks and library in sync, notebook tests, then pytest
+test: $(BIN)/mlops-nb  ## notebooks and library in sync, notebook tests (executed once, rendered into the manual), then pytest
 	@before=$$($(SYNC_DIGEST)); $(BIN)/nbdev_clean && $(BIN)/nbdev_export && after=$$($(SYNC_DIGEST)); \
 	  test "$$before" = "$$after" || { git status --short -- nbs mlops_nb; \
 	  echo "nbdev_clean/nbdev_export changed nbs/ or mlops_nb/: notebooks and library were out of sync; commit the result"; exit 1; }
-	cd nbs && ../$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python tools/build_docs.py --jobs 2
 	$(BIN)/python -m pytest tests/ --ignore=tests/test_maturity_browser.py -n 2 --dist loadfile --durations=15
 
 test-browser: $(BIN)/mlops-nb  ## the real-browser widget test: installs chromium (apt) if missing, then JupyterLab + Playwright

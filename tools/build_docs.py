@@ -1,6 +1,8 @@
 """Build the manual offline: every notebook in nbs/ executed (as `nbdev_test` runs it) and rendered to an HTML page in
 _docs/ with its outputs (tables, plots) and a doc entry (signature, parameters, docstring; nbdev's `show_doc`) after
 each exported definition. Quarto cannot be installed offline here, so execnb executes and nbconvert renders.
+A notebook whose cells fail is reported and the build exits 1: `make test` runs this as its notebook tests, so the
+notebooks are executed once and the manual comes with them.
 
     python tools/build_docs.py [--jobs 2] [NOTEBOOK ...]     # make docs
 """
@@ -46,7 +48,8 @@ def build(path:Path)->tuple[str, str, float, str|None]:
     start = time.time()
     os.environ["IN_TEST"] = "1"
     nb = NBProcessor(path, procs=FrontmatterProc, process=True).nb
-    skip = lambda c: c.cell_type != "code" or bool(SKIP_FLAGS & _directives(c).keys())
+    skip = lambda c: (c.cell_type != "code" or "nbdev_export(" in c.source or bool(SKIP_FLAGS & _directives(c).keys())
+                      or _directives(c).get("eval:", [""])[0].lower() == "false")   # what nbdev_test skips
     shell = CaptureShell(path)
     error = None
     try:
