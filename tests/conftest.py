@@ -116,6 +116,14 @@ def store_runs(root:Path, experiment:str):
     exp = client.get_experiment_by_name(experiment)
     return client, (client.search_runs([exp.experiment_id]) if exp else [])
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "same_on_every_store: behaviour that does not depend on the store (validation, "
+                            "kernels, cache selection, products): run in sqlite mode, skipped in server mode")
+
 def pytest_collection_modifyitems(items):
     "The demo test (the longest, a file of its own) first: with two workers it runs beside the others, not after them."
     items.sort(key=lambda item: Path(str(item.fspath)).name != "test_demo.py")
+    if POSTGRES:
+        for item in items:
+            if item.get_closest_marker("same_on_every_store"):
+                item.add_marker(pytest.mark.skip(reason="the same on every store: run by `make test` on sqlite"))

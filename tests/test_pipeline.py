@@ -2,7 +2,7 @@
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import nbformat, pytest, yaml
-from conftest import BIN, POSTGRES, run, store_runs, write_notebook
+from conftest import BIN, run, store_runs, write_notebook
 
 def mlops(*args, cwd, check=True, env=None):
     return run(BIN/"mlops-nb", *args, cwd=cwd, check=check, env=env)
@@ -103,6 +103,7 @@ Path(out).write_text(f'partial {version}')
 if Path(flag).exists(): time.sleep(60)
 Path(out).write_text(f'complete {version}')"""
 
+@pytest.mark.same_on_every_store
 def test_sigkill_mid_step_leaves_no_product_that_is_accepted(project):
     write_notebook(project/"slow.ipynb", SLOW, parameters="out = ''\nversion = 1\nflag = ''")
     write_notebook(project/"show.ipynb", "open(copy, 'w').write(open(out).read())", parameters="out = ''\ncopy = ''")
@@ -128,15 +129,17 @@ def test_sigkill_mid_step_leaves_no_product_that_is_accepted(project):
     assert (project/"product.txt").read_text() == "complete 2" and (project/"copy.txt").read_text() == "complete 2"
     assert not list(project.glob(".product.*"))                      # the killed run's temporary file is gone
 
+@pytest.mark.same_on_every_store
 def test_64_grid_points_with_4_jobs_start_every_kernel(project):
     write_notebook(project/"point.ipynb", "result = i * i", parameters="i = 0")
     (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "wide", "steps": [
         {"name": "point", "notebook": "point.ipynb", "grid": {"i": list(range(64))}}]}))
-    for attempt in range(1 if POSTGRES else 2):  # kernel start races are no matter of the store: once through a server
+    for attempt in range(2):
         done = mlops("run", "--jobs", "4", "--force", cwd=project)
         assert statuses(done.stdout) == {"point": ["ran"] * 64}, done.stderr[-3000:]
         assert "Address already in use" not in done.stderr and "failed" not in done.stdout
 
+@pytest.mark.same_on_every_store
 def test_kernels_use_this_python_unless_told_otherwise(project, tmp_path):
     "A user-level python3 kernelspec pointing at another interpreter must not silently win; --kernel chooses explicitly."
     jupyter = tmp_path/"jupyter"
@@ -155,6 +158,7 @@ def test_kernels_use_this_python_unless_told_otherwise(project, tmp_path):
     mlops("run", "--kernel", "other", "--force", cwd=project, env=env)
     assert (project/"who.txt").read_text() == "other kernel"
 
+@pytest.mark.same_on_every_store
 @pytest.mark.parametrize("change, message", [
     ({"steps": [{"name": "a", "notebook": "missing.ipynb"}]}, "notebook"),
     ({"steps": [{"name": "a", "notebook": "a.ipynb", "params": {"alhpa": 1.0}}]}, "declares no parameter 'alhpa'; did you mean 'alpha'?"),
@@ -174,6 +178,7 @@ def test_validation_errors_exit_2_and_write_nothing(project, change, message):
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert sorted(p.name for p in project.iterdir()) == before      # no runs/, no store, no cache
 
+@pytest.mark.same_on_every_store
 def test_bad_override_and_missing_pipeline(project):
     write_notebook(project/"a.ipynb", "pass", parameters="alpha = 0.5")
     (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "v", "params": {"a": 1}, "steps": [{"name": "a", "notebook": "a.ipynb"}]}))
@@ -182,6 +187,7 @@ def test_bad_override_and_missing_pipeline(project):
     missing = mlops("run", "nope.yaml", cwd=project, check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
+@pytest.mark.same_on_every_store
 def test_only_from_force_and_dry_run(project):
     write_notebook(project/"a.ipynb", "open(out, 'w').write('a')", parameters="out = ''")
     write_notebook(project/"b.ipynb", "open(out, 'w').write(open(src).read() + 'b')", parameters="src = ''\nout = ''")
