@@ -17,13 +17,15 @@ KERNEL_START = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger
                 "IPython.core.completerlib", "IPython.extensions.storemagic", "sqlite3")  # every kernel imports these as it starts
 PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "mlflow", "mlops_nb.tracking", "skops.io",   # what notebooks import
            "mlflow.tracking.client", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
-           "sklearn.metrics", "mlops_nb.registry")  # and what MLflow and mlops_nb import lazily on a step's first run or metric
+           "sklearn.metrics", "mlops_nb.registry",  # and what MLflow and mlops_nb import lazily on a step's first run or metric,
+           "mlflow.pyfunc", "mlflow.sklearn", "git", "mlflow.tracing.processor.base_mlflow", "filelock",   # its first model,
+           "pyarrow.parquet", "pyarrow.dataset", "sqlalchemy.dialects.sqlite")  # dataset, parquet file and store in a step
 ENV_PRELOAD = "MLOPS_NB_PRELOAD"  # modules a zygote imports, comma-separated; "off" (or empty) = cold kernels only
 
 # %% ../nbs/01a_kernels.ipynb #ec6d75d7
 def notebook_imports(
     notebooks:list, # notebook paths
-)->set[str]: # top-level names of the modules their code cells import
+)->set[str]: # the modules their code cells import, as written (`numpy.linalg`, `sklearn.linear_model`)
     "What `notebooks` import, read from their code (cells that do not parse, and magics, are skipped)."
     import ast
     names = set()
@@ -37,8 +39,8 @@ def notebook_imports(
             try: tree = ast.parse(code)
             except SyntaxError: continue
             for node in ast.walk(tree):
-                if isinstance(node, ast.Import): names |= {a.name.partition(".")[0] for a in node.names}
-                elif isinstance(node, ast.ImportFrom) and node.module and not node.level: names.add(node.module.partition(".")[0])
+                if isinstance(node, ast.Import): names |= {a.name for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level: names.add(node.module)
     return names
 
 # %% ../nbs/01a_kernels.ipynb #58822956
@@ -49,8 +51,10 @@ def preload_modules(
     "The modules a zygote imports after KERNEL_START: $MLOPS_NB_PRELOAD if set, else PRELOAD if the notebooks use it."
     value = (os.environ if env is None else env).get(ENV_PRELOAD)
     if value is None:
-        wanted = imports is None or bool(imports & {m.partition(".")[0] for m in PRELOAD})
-        return list(PRELOAD) if wanted else []
+        packages = {m.partition(".")[0] for m in PRELOAD}
+        if imports is None: return list(PRELOAD)
+        if not {m.partition(".")[0] for m in imports} & packages: return []
+        return list(PRELOAD) + sorted(m for m in imports - set(PRELOAD) if "." in m and m.partition(".")[0] in packages)
     if value.strip().lower() in ("", "off", "0", "no", "none"): return None
     return [m.strip() for m in value.split(",") if m.strip()]
 
@@ -94,7 +98,7 @@ def _preload(
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
             importlib.import_module(name)
     except ModuleNotFoundError as e:
-        if e.name == name.partition(".")[0]: return None  # not installed: nothing loaded, a cold kernel fails alike
+        if e.name in (name, name.partition(".")[0]): return None  # not installed (or no such submodule): a cold kernel fails alike
         return f"importing {name} failed half-way ({e})"
     except BaseException as e: return f"importing {name} failed half-way ({type(e).__name__}: {e})"
     if starting: return _forget_streams()
