@@ -132,6 +132,21 @@ def _copy_atomically(src:Path, dest:Path):
     shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
 
+# %% ../nbs/00_config.ipynb #b5df5746
+def _ready_on_disk(
+    db:Path, # a sqlite store's file
+)->bool: # whether MLflow would find it migrated, with its default experiment, in WAL mode
+    "Whether `db` needs nothing from `ensure_store`: read with sqlite, without building MLflow's store."
+    import contextlib, sqlite3
+    def state(path):
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=20)) as con:   # never creates it
+            revision = con.execute("SELECT version_num FROM alembic_version").fetchone()
+            default = con.execute("SELECT 1 FROM experiments WHERE experiment_id = 0").fetchone()
+            return revision, default, con.execute("PRAGMA journal_mode").fetchone()[0]
+    try: (revision, default, journal), (head, *_) = state(db), state(_store_template())
+    except sqlite3.Error: return False
+    return revision == head and default is not None and journal == "wal"
+
 # %% ../nbs/00_config.ipynb #4b4e4891
 def ensure_store(
     uri:str|None=None, # a tracking URI (default: `tracking_uri()`)
@@ -141,6 +156,9 @@ def ensure_store(
     db = _sqlite_path(uri)
     if uri in _READY or db is None: return uri
     if db.is_dir(): raise MlopsNbError(f"the tracking store {db} is a folder: remove it or set MLFLOW_TRACKING_URI")
+    if db.is_file() and _ready_on_disk(db):
+        _READY.add(uri)
+        return uri
     db.parent.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock
     with FileLock(f"{db}.lock"):
