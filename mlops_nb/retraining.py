@@ -195,6 +195,16 @@ def __enter__(self:RetrainLoop): return self
 @patch
 def __exit__(self:RetrainLoop, *exc): self.close()
 
+# %% ../nbs/06_retraining.ipynb #5bfe0aa9
+@patch
+def window_pipeline(self:RetrainLoop,
+                    params:dict, # the window's pipeline parameters
+                    grid:dict|None=None, # {step: {param: values}} on top of the retrain grid
+                   ): # a Pipeline (see `windowed`)
+    "The pipeline that trains one window for this loop."
+    extra = {k: v for k, v in (("model_name", self.name), ("register_alias", "challenger")) if k in self.pipeline.params}
+    return windowed(self.pipeline, self.params | params | extra, self.spec.grid | (grid or {}))
+
 # %% ../nbs/06_retraining.ipynb #d25f6842
 @patch
 def train(self:RetrainLoop,
@@ -204,8 +214,7 @@ def train(self:RetrainLoop,
     "Run the training part of the pipeline for one window; its best model is registered as `challenger`."
     from mlops_nb.pipeline import run_pipeline
     from mlops_nb.registry import _client
-    extra = {k: v for k, v in (("model_name", self.name), ("register_alias", "challenger")) if k in self.pipeline.params}
-    p = windowed(self.pipeline, self.params | params | extra, self.spec.grid | (grid or {}))
+    p = self.window_pipeline(params, grid)
     result = run_pipeline(p, only=self.spec.register, executor=self.executor(), progress=self.progress)
     client = _client()
     run = client.get_run(result.steps[self.spec.register].run_ids[0])
@@ -274,6 +283,24 @@ def _score(self:RetrainLoop, version:int, X, y)->float:
     if version not in self._models: self._models[version] = load_model(f"models:/{self.name}/{version}", root=self.pipeline.root)
     return score(self.spec.metric, self._models[version], X, y)
 
+# %% ../nbs/06_retraining.ipynb #4c88fe9b
+@patch
+def train_upstream(self:RetrainLoop,
+                   windows:list, # pipeline parameters of each window
+                  ):
+    "Run every window's steps before the register step, the windows at once (up to the executor's jobs)."
+    from concurrent.futures import ThreadPoolExecutor
+    from mlops_nb.pipeline import run_pipeline
+    needs = self.pipeline.step(self.spec.register).needs
+    if len(windows) < 2 or not needs: return
+    executor = self.executor()   # made here, once: not by racing threads
+    def upstream(params:dict):
+        p = self.window_pipeline(params)
+        for step in needs: run_pipeline(p, only=step, executor=executor, progress=False)
+    with ThreadPoolExecutor(len(windows), thread_name_prefix="mlops_nb-window") as pool:
+        futures = [pool.submit(upstream, params) for params in windows]
+    for f in futures: f.result()
+
 # %% ../nbs/06_retraining.ipynb #024c691f
 @patch
 def backtest(self:RetrainLoop,
@@ -281,11 +308,13 @@ def backtest(self:RetrainLoop,
              period:int, # the batch's period
             )->list[dict]: # one candidate per distinct window: window, version, params, score
     "Train each window length on the periods before `period`, select on it, score on the batch."
-    found, seen = [], set()
+    windows = {}
     for length in self.windows:
         params = self.spec.window_params(period - 1, period, length)
-        if _digest(params) in seen: continue
-        seen.add(_digest(params))
+        windows.setdefault(_digest(params), (length, params))   # windows that are the same (at the start of the data) run once
+    self.train_upstream([params for _, params in windows.values()])
+    found = []
+    for length, params in windows.values():
         version = self.train(params)
         found.append({"window": length, "version": version, "params": params, "score": self._score(version, X, y)})
     return found
