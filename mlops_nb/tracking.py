@@ -14,9 +14,9 @@ from .metrics import GOAL_TAG, GoalError, check_goals, goal, goal_tags
 __all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'TAG_NOTEBOOK', 'TAG_EXECUTION', 'ENV_STEP_PARAMS', 'EVALUATION_NAMES',
            'ENV_STEP_RUN', 'NATIVE_KERNEL', 'TAG_PIPELINE', 'TAG_STEP', 'RUN_KINDS', 'notebook_path',
            'papermill_parameters', 'git_tags', 'fingerprint', 'default_experiment', 'experiment_id', 'declare_goals',
-           'Tracker', 'track', 'active_tracker', 'flush_open', 'model_requirements', 'declared_parameters',
-           'check_parameters', 'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine', 'experiment_goal',
-           'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
+           'Tracker', 'track', 'active_tracker', 'flush_open', 'model_requirements', 'dataset_schema',
+           'declared_parameters', 'check_parameters', 'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine',
+           'experiment_goal', 'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
 
 # %% ../nbs/01_tracking.ipynb #ebb6bad5
 ENV_NOTEBOOK = "MLOPS_NB_NOTEBOOK"    # the notebook a papermill kernel executes (set by the `mlops_nb` engine)
@@ -403,6 +403,21 @@ def log_table(self:Tracker, df, name:str)->Tracker:
     mlflow.log_table(df, f"tables/{name}.json")
     return self
 
+# %% ../nbs/01_tracking.ipynb #7b9d4e60
+def dataset_schema(
+    df, # a pandas DataFrame
+): # the mlflow Schema that `mlflow.data.from_pandas(df).schema` infers; None if MLflow cannot infer one
+    "MLflow's schema of `df`, inferred from a few witness rows when the dtypes allow it."
+    import numpy as np, pandas as pd
+    try: from mlflow.types.utils import _infer_schema   # what PandasDataset.schema calls
+    except ImportError: return None
+    if len(df) and all(t.kind in "biufcmM" or isinstance(t, pd.StringDtype) for t in df.dtypes):
+        missing = df.isna().to_numpy()
+        rows = {0} | {int(np.argmax(m)) for m in missing.T if m.any()} | {int(np.argmax(~m)) for m in missing.T if not m.all()}
+        df = df.iloc[sorted(rows)]
+    try: return _infer_schema(df)
+    except Exception: return None
+
 # %% ../nbs/01_tracking.ipynb #d6249856
 @patch
 def log_input(self:Tracker, df, name:str, context:str="training")->Tracker:
@@ -411,7 +426,9 @@ def log_input(self:Tracker, df, name:str, context:str="training")->Tracker:
     digest = fingerprint(df)
     with warnings.catch_warnings():  # MLflow's schema hint about integer columns is noise for a record of inputs
         warnings.simplefilter("ignore", UserWarning)
-        mlflow.log_input(mlflow.data.from_pandas(df, name=name, digest=digest), context=context)
+        dataset = mlflow.data.from_pandas(df, name=name, digest=digest)
+        if (schema := dataset_schema(df)) is not None: dataset.__dict__["schema"] = schema   # MLflow's cached property, computed quicker
+        mlflow.log_input(dataset, context=context)
     return self.set_tags({f"mlops_nb.data.{name}": digest})
 
 # %% ../nbs/01_tracking.ipynb #f7618558
