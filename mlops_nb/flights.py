@@ -5,6 +5,7 @@
 # %% ../nbs/10_flights.ipynb #c1d06138
 from __future__ import annotations
 import importlib.util, os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from .config import MlopsNbError, cache_dir
@@ -214,16 +215,20 @@ def replay(
     if not 2 <= from_month <= to_month <= 12: raise MlopsNbError(f"months must satisfy 2 <= from_month <= to_month <= 12, got {from_month}..{to_month}")
     workdir = Path(workdir).resolve()
     copy_template(workdir, "flights")
-    with _inside(workdir), RetrainLoop(workdir/"pipeline.yaml", policy or RetrainPolicy(), monitor, name=name,
-                                       params={"sample": sample}, jobs=jobs, progress=progress) as loop:
-        if models: loop.spec.grid = {"train": {"model": list(models)}}
-        frozen = load(loop.name, version=loop.start(from_month))
-        for month in range(from_month, to_month + 1):
-            batch = month_batch(month, sample)
-            rec = loop.step(batch)   # the loop's own record, completed in place: loop.records holds the same dicts
-            rec |= {"month": month, "rmse_served": rec["served"], "rmse_baseline": refit_baseline(month, sample),
-                    "rmse_frozen": rmse_mae(batch[TARGET], frozen.predict(batch[FEATURES]))["rmse"]}
-            if on_month: on_month(rec)
+    background = ThreadPoolExecutor(1, thread_name_prefix="mlops_nb-baseline")   # the baselines' fits overlap the loop's kernels
+    baselines = {m: background.submit(refit_baseline, m, sample) for m in range(from_month, to_month + 1)}
+    try:
+        with _inside(workdir), RetrainLoop(workdir/"pipeline.yaml", policy or RetrainPolicy(), monitor, name=name,
+                                           params={"sample": sample}, jobs=jobs, progress=progress) as loop:
+            if models: loop.spec.grid = {"train": {"model": list(models)}}
+            frozen = load(loop.name, version=loop.start(from_month))
+            for month in range(from_month, to_month + 1):
+                batch = month_batch(month, sample)
+                rec = loop.step(batch)   # the loop's own record, completed in place: loop.records holds the same dicts
+                rec |= {"month": month, "rmse_served": rec["served"], "rmse_baseline": baselines[month].result(),
+                        "rmse_frozen": rmse_mae(batch[TARGET], frozen.predict(batch[FEATURES]))["rmse"]}
+                if on_month: on_month(rec)
+    finally: background.shutdown(cancel_futures=True)
     return loop.records
 
 # %% ../nbs/10_flights.ipynb #61d65388
