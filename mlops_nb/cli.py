@@ -8,7 +8,7 @@ import json, os, sys
 from pathlib import Path
 import click
 from . import __version__
-from .config import MlopsNbError
+from .config import CHAMPION, METRIC_TAG_PREFIX, MlopsNbError
 
 # %% auto #0
 __all__ = ['BadInput', 'main', 'examples', 'runs', 'best', 'register', 'models', 'promote', 'history', 'rollback', 'run_command',
@@ -94,8 +94,8 @@ def register(experiment, metric, name, mode, filter_, then_promote):
     "Register the best run of EXPERIMENT by METRIC as a new version, with its metrics; optionally promote it."
     from mlops_nb.registry import register_best
     mv = register_best(experiment, metric, name or experiment, mode, filter_)
-    click.echo(f"{mv.name} v{mv.version} from run {mv.run_id}: {metric} = {float(mv.tags[f'metric.{metric}']):.6g}")
-    if then_promote: _promote(mv.name, int(mv.version), "champion", metric, mode, 0.0, False, "cli register --promote")
+    click.echo(f"{mv.name} v{mv.version} from run {mv.run_id}: {metric} = {float(mv.tags[METRIC_TAG_PREFIX + metric]):.6g}")
+    if then_promote: _promote(mv.name, int(mv.version), CHAMPION, metric, mode, 0.0, False, "cli register --promote")
 
 # %% ../nbs/08_cli.ipynb #5714b4f9
 def _promote(name:str, version:int, alias:str, metric, mode, min_delta:float, force:bool, reason:str):
@@ -124,7 +124,7 @@ def models(name, as_json):
                               "mlops-nb promote wine 4 --alias challenger --force --reason 'A/B test'"))
 @click.argument("name")
 @click.argument("version", type=int)
-@click.option("--alias", default="champion", show_default=True)
+@click.option("--alias", default=CHAMPION, show_default=True)
 @click.option("--metric", default=None, help="The metric that decides (default: the model's primary metric).")
 @click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="Lower or higher is better  [default: the metric's recorded or known direction]")
 @click.option("--min-delta", type=click.FloatRange(0), default=0.0, show_default=True, help="The candidate must be better by more than this.")
@@ -152,7 +152,7 @@ def history(name, alias, as_json):
 # %% ../nbs/08_cli.ipynb #585478ca
 @main.command(epilog=examples("mlops-nb rollback wine", "mlops-nb rollback wine --reason 'v4 errors on Mondays'"))
 @click.argument("name")
-@click.option("--alias", default="champion", show_default=True)
+@click.option("--alias", default=CHAMPION, show_default=True)
 @click.option("--reason", default="", help="Why, for the history.")
 def rollback(name, alias, reason):
     "Move ALIAS of NAME back to the version it held before."

@@ -8,10 +8,14 @@ import os
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'KIND_TAG', 'KIND_MONITORING', 'KIND_RETRAINING', 'PROJECT_MARKERS',
-           'SETTINGS_FILE', 'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError', 'did_you_mean', 'project_root',
-           'settings', 'trusted_types', 'tracking_uri', 'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats',
-           'use_store', 'is_lock_model', 'RegistryLock', 'store_lock']
+__all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALLENGER', 'KIND_TAG', 'KIND_MONITORING',
+           'KIND_RETRAINING', 'TAG_NOTEBOOK', 'TAG_EXECUTION', 'PAPERMILL_TAG', 'GIT_COMMIT_TAG', 'GIT_DIRTY_TAG',
+           'ERROR_TAG', 'DATA_TAG_PREFIX', 'GOAL_TAG', 'TAG_PIPELINE', 'TAG_STEP', 'FOLDER_TAG', 'POINT_TAG',
+           'SECONDS_TAG', 'METRIC_TAG_PREFIX', 'EVALUATION_TAG', 'REFIT_OF_TAG', 'PRIMARY_METRIC_TAG',
+           'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG', 'VERDICT_TAG',
+           'BATCH_TAG', 'MODEL_TAG', 'PROJECT_MARKERS', 'SETTINGS_FILE', 'SETTINGS_SECTIONS', 'LOCK_PREFIX',
+           'MlopsNbError', 'did_you_mean', 'project_root', 'settings', 'trusted_types', 'tracking_uri', 'artifact_root',
+           'cache_dir', 'ensure_store', 'refresh_stats', 'use_store', 'is_lock_model', 'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -30,8 +34,56 @@ def did_you_mean(
 # %% ../nbs/00_config.ipynb #29c68ece
 PREDICTION_LOG = "predictions"       # folder of parquet files under the project root, one row per prediction
 VARIANT_COLUMN = "variant"           # prediction-log column naming the model that answered (champion, challenger)
+LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "timestamp", "request_id")  # what the service adds to each input row
+
+# %% ../nbs/00_config.ipynb #adda8137
+CHAMPION, CHALLENGER = "champion", "challenger"   # the aliases of the served model and of the one on trial
+
+# %% ../nbs/00_config.ipynb #6b57fd86
 KIND_TAG = "mlops_nb.kind"           # experiment or run tag saying what the runs are
 KIND_MONITORING, KIND_RETRAINING = "monitoring", "retraining"
+
+# %% ../nbs/00_config.ipynb #ab94286b
+TAG_NOTEBOOK, TAG_EXECUTION = "mlops_nb.notebook", "mlops_nb.execution"  # the notebook's path; the id of its papermill execution
+PAPERMILL_TAG = "mlops_nb.papermill"  # "true" on runs started under papermill
+
+# %% ../nbs/00_config.ipynb #fd5da89c
+GIT_COMMIT_TAG, GIT_DIRTY_TAG = "mlflow.source.git.commit", "mlops_nb.git.dirty"  # the commit; "true" or "false"
+
+# %% ../nbs/00_config.ipynb #5ed0b0ef
+ERROR_TAG = "mlops_nb.error"  # the message of the error a run or pipeline step failed with
+
+# %% ../nbs/00_config.ipynb #b79e96d2
+DATA_TAG_PREFIX = "mlops_nb.data."   # + the table's name: the fingerprint of all its rows
+
+# %% ../nbs/00_config.ipynb #939ff3d7
+GOAL_TAG = "mlops_nb.goal."  # + the metric's name: "min" or "max"
+
+# %% ../nbs/00_config.ipynb #02cefd81
+TAG_PIPELINE, TAG_STEP = "mlops_nb.pipeline", "mlops_nb.step"  # the pipeline's name; the step's name
+FOLDER_TAG = "mlops_nb.folder"    # on a pipeline's run: the folder of its executed notebooks
+POINT_TAG = "mlops_nb.point"      # on a step's run: the index of its parameter-grid point
+SECONDS_TAG = "mlops_nb.seconds"  # on a step's run: how long its notebook ran
+
+# %% ../nbs/00_config.ipynb #e2bb8fa7
+METRIC_TAG_PREFIX = "metric."              # + the metric's name: the version's score, as repr(float)
+EVALUATION_TAG = "mlops_nb.evaluation"     # the fingerprint of the data the scores were computed on
+REFIT_OF_TAG = "mlops_nb.refit_of"         # the version it was refit from (whose score judges it)
+
+# %% ../nbs/00_config.ipynb #59aa19e3
+PRIMARY_METRIC_TAG = "mlops_nb.metric"     # the metric that decides promotions (register_best)
+HISTORY_TAG_PREFIX = "mlops_nb.history."   # + a time-ordered key: one alias-history record (JSON)
+
+# %% ../nbs/00_config.ipynb #e6f714ae
+PICKLE_TAG = "mlops_nb.loaded_with_allow_pickle"  # on a version: who loaded it with allow_pickle, when, and why it needed it
+
+# %% ../nbs/00_config.ipynb #775e1f25
+TRAIN_DATA_TAG = "mlops_nb.train_data"        # the file it was trained on
+RECIPE_TAG = "mlops_nb.recipe"                # window length and grid point that made it (JSON)
+TRAINED_UNTIL_TAG = "mlops_nb.trained_until"  # the newest period it was trained on
+
+# %% ../nbs/00_config.ipynb #bcf09a95
+VERDICT_TAG, BATCH_TAG, MODEL_TAG = "mlops_nb.verdict", "mlops_nb.batch", "mlops_nb.model"
 
 # %% ../nbs/00_config.ipynb #e38957c2
 PROJECT_MARKERS = ("pipeline.yaml", "mlops_nb.toml")

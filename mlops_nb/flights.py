@@ -287,7 +287,7 @@ def demo_summary(
     folder:Path, # the demo folder
 )->str: # steps and timings, best grid point, champion, where to look
     "What the demo's pipeline run did, in a few lines."
-    from mlops_nb.config import tracking_uri
+    from mlops_nb.config import METRIC_TAG_PREFIX, tracking_uri
     from mlops_nb.pipeline import grid_table
     from mlops_nb.registry import champion
     steps = result.table().groupby("step", sort=False).agg(status=("status", lambda s: ",".join(sorted(set(s)))),
@@ -295,7 +295,7 @@ def demo_summary(
     best, champ = grid_table(result, "train", "rmse").iloc[0], champion("flights")
     return "\n".join([steps.to_string(), "",
         f"best grid point: {best['model']}  (validation RMSE {best['rmse']:.2f} min, MAE {best['mae']:.2f} min)",
-        f"champion: flights v{champ.version}, validation RMSE {float(champ.tags['metric.rmse']):.2f} min (run {champ.run_id})",
+        f"champion: flights v{champ.version}, validation RMSE {float(champ.tags[METRIC_TAG_PREFIX + 'rmse']):.2f} min (run {champ.run_id})",
         f"executed notebooks: {result.folder or 'none (every step cached)'}",
         f"every run and model: mlflow ui --backend-store-uri {tracking_uri(folder)}",
         f"the registry: mlops-nb models flights   (in {folder})"])

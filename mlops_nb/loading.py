@@ -7,11 +7,11 @@ from __future__ import annotations
 import getpass, logging, os, re, socket, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from .config import trusted_types, MlopsNbError, SETTINGS_FILE, project_root, settings
+from .config import trusted_types, MlopsNbError, PICKLE_TAG, SETTINGS_FILE, project_root, settings
 
 # %% auto #0
-__all__ = ['SAFE_LOADER', 'SAFE_SERIALIZATION', 'PICKLE_TAG', 'UnsafeModelError', 'ModelFormat', 'model_format', 'model_files',
-           'read_mlmodel', 'skops_predict', 'unsafe_error', 'load_with_format', 'load_model']
+__all__ = ['SAFE_LOADER', 'SAFE_SERIALIZATION', 'UnsafeModelError', 'ModelFormat', 'model_format', 'model_files', 'read_mlmodel',
+           'skops_predict', 'unsafe_error', 'load_with_format', 'load_model']
 
 # %% ../nbs/01b_loading.ipynb #80965c35
 class UnsafeModelError(MlopsNbError):
@@ -143,8 +143,6 @@ def _load_skops(uri:str, doc:dict, fmt:ModelFormat, root=None):
     return PyFuncModel(model_meta=meta, model_impl=_SkopsModel(model, fmt.predict_fn), model_id=meta.model_id)
 
 # %% ../nbs/01b_loading.ipynb #b9a6ffb1
-PICKLE_TAG = "mlops_nb.loaded_with_allow_pickle"  # model-version tag: an opt-in load of a format that can run code
-
 def _record_opt_in(uri:str, fmt:ModelFormat):
     "Log an opt-in load, and tag the registered version it came from."
     log = logging.getLogger(__name__)

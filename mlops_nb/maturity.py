@@ -11,12 +11,10 @@ from pathlib import Path
 from fastcore.basics import patch
 from . import config
 from .config import MlopsNbError
-from .tracking import TAG_EXECUTION, TAG_NOTEBOOK
 
 # %% auto #0
 __all__ = ['LEVELS', 'ITEMS', 'ITEMS_BY_ID', 'ANSWERS_FILE', 'CI_FILES', 'TEST_FILES', 'NOTEBOOK_FILES', 'PIPELINE_FILE',
-           'SERVE_STEP', 'PAPERMILL_TAG', 'GIT_COMMIT_TAG', 'DATA_TAG_PREFIX', 'HISTORY_TAG_PREFIX', 'CHAMPION',
-           'CHALLENGER', 'RECOMMENDATION', 'DETECTORS', 'Level', 'Item', 'load_answers', 'save_answers', 'Check',
+           'SERVE_STEP', 'RECOMMENDATION', 'DETECTORS', 'Level', 'Item', 'load_answers', 'save_answers', 'Check',
            'Assessment', 'assess', 'checklist']
 
 # %% ../nbs/07_maturity.ipynb #d678563c
@@ -110,7 +108,10 @@ ITEMS = (
 ITEMS_BY_ID = {i.id: i for i in ITEMS}
 
 # %% ../nbs/07_maturity.ipynb #d31f8fc1
-from .config import PREDICTION_LOG, VARIANT_COLUMN, KIND_TAG, KIND_MONITORING, KIND_RETRAINING, is_lock_model  # shared conventions
+from .config import is_lock_model
+from .config import (  # the contract: what the other modules write
+    CHALLENGER, CHAMPION, DATA_TAG_PREFIX, GIT_COMMIT_TAG, HISTORY_TAG_PREFIX, KIND_MONITORING, KIND_RETRAINING, KIND_TAG,
+    METRIC_TAG_PREFIX, PAPERMILL_TAG, PREDICTION_LOG, TAG_EXECUTION, TAG_NOTEBOOK, VARIANT_COLUMN)
 ANSWERS_FILE = "maturity.json"       # manual answers, in the project root
 CI_FILES = (".ci/run", ".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitlab-ci.yml", "Jenkinsfile",
             "azure-pipelines.yml", ".circleci/config.yml")
@@ -118,11 +119,6 @@ TEST_FILES = ("tests/test_*.py", "tests/*_test.py", "test_*.py")
 NOTEBOOK_FILES = ("*.ipynb", "nbs/*.ipynb", "nbs/*/*.ipynb")
 PIPELINE_FILE = "pipeline.yaml"      # the pipeline contract (mlops_nb.pipeline)
 SERVE_STEP = "serve"                 # a pipeline step with this name or `kind` serves the model
-PAPERMILL_TAG = "mlops_nb.papermill" # "true" on runs started under papermill (mlops_nb.tracking)
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
-DATA_TAG_PREFIX = "mlops_nb.data."   # data fingerprint tags (mlops_nb.tracking)
-HISTORY_TAG_PREFIX = "mlops_nb.history."  # alias-history records on registered models (mlops_nb.registry)
-CHAMPION, CHALLENGER = "champion", "challenger"
 RECOMMENDATION = ("Level 2 to 3 suits most models. Level 4 pays off only for critical services with many models; "
                   "while a model is unproven, level 0 is fine.")
 _MAX_RUNS = 1000      # runs fetched per question: enough to count "1000+" without reading a huge store
@@ -280,12 +276,12 @@ def _registry(p:_Project)->tuple[bool, str]:
     "Registered versions with metrics."
     if p.no_store: return False, p.no_store
     if not p.models: return False, f"no registered models in {p.uri}"
-    scored = [v for v in p.versions if any(k.startswith("metric.") for k in v.tags)]
+    scored = [v for v in p.versions if any(k.startswith(METRIC_TAG_PREFIX) for k in v.tags)]
     if not scored:
         return False, (f"{_plural(len(p.models), 'registered model')}, {_plural(len(p.versions), 'version')}, none with its "
                        "metrics (metric.* tags): register with mlops_nb.registry.register")
     v = scored[0]
-    metrics = ", ".join(k.removeprefix("metric.") for k in sorted(v.tags) if k.startswith("metric."))
+    metrics = ", ".join(k.removeprefix(METRIC_TAG_PREFIX) for k in sorted(v.tags) if k.startswith(METRIC_TAG_PREFIX))
     return True, (f"{_plural(len(p.models), 'registered model')}; {len(scored)} of {_plural(len(p.versions), 'version')} "
                   f"record metrics, e.g. {v.name} v{v.version} ({metrics})")
 

@@ -5,14 +5,13 @@
 # %% ../nbs/00a_metrics.ipynb #e5f15cfd
 from __future__ import annotations
 from functools import cache
-from .config import MlopsNbError, SETTINGS_FILE, settings
+from .config import GOAL_TAG, MlopsNbError, SETTINGS_FILE, settings
 
 # %% auto #0
-__all__ = ['GOAL_TAG', 'GOALS', 'ERROR_ALIASES', 'SCORE_ALIASES', 'scorer_for', 'known_goal', 'GoalError', 'UnknownGoal',
-           'check_goals', 'goal_tags', 'goal', 'better', 'score', 'score_predictions']
+__all__ = ['GOALS', 'ERROR_ALIASES', 'SCORE_ALIASES', 'scorer_for', 'known_goal', 'GoalError', 'UnknownGoal', 'check_goals',
+           'goal_tags', 'goal', 'better', 'score', 'score_predictions']
 
 # %% ../nbs/00a_metrics.ipynb #d898b1af
-GOAL_TAG = "mlops_nb.goal."  # tag prefix on runs, experiments and versions: mlops_nb.goal.<metric> = min or max
 GOALS = ("min", "max")
 ERROR_ALIASES = {"rmse": "root_mean_squared_error", "mse": "mean_squared_error", "mae": "mean_absolute_error",
                  "mape": "mean_absolute_percentage_error", "msle": "mean_squared_log_error",

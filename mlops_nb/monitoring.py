@@ -8,13 +8,13 @@ import html, io, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
-from .config import MlopsNbError, KIND_TAG, KIND_MONITORING, PREDICTION_LOG, VARIANT_COLUMN, project_root
+from .config import MlopsNbError, project_root
+from .config import BATCH_TAG, KIND_MONITORING, KIND_TAG, LOG_COLUMNS, MODEL_TAG, PREDICTION_LOG, VARIANT_COLUMN, VERDICT_TAG  # the contract
 
 # %% auto #0
 __all__ = ['INTEGER_CARDINALITY_LIMIT', 'DEFAULT_THRESHOLDS', 'P_VALUE_TESTS', 'NUMERIC_ONLY', 'SMALL_REFERENCE', 'FEW_VALUES',
-           'BINARY', 'DRIFT_COLUMNS', 'LOG_COLUMNS', 'column_kind', 'default_test', 'drift', 'dataset_drift',
-           'performance', 'prediction_drift', 'read_frame', 'read_predictions', 'join_labels', 'MonitorReport',
-           'Monitor', 'history']
+           'BINARY', 'DRIFT_COLUMNS', 'column_kind', 'default_test', 'drift', 'dataset_drift', 'performance',
+           'prediction_drift', 'read_frame', 'read_predictions', 'join_labels', 'MonitorReport', 'Monitor', 'history']
 
 # %% ../nbs/05_monitoring.ipynb #edcfe10e
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integers with at most this many distinct values are categorical
@@ -297,8 +297,6 @@ def prediction_drift(
     return _column_drift(ref, cur, column_kind(ref), method)
 
 # %% ../nbs/05_monitoring.ipynb #2ce1432a
-LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "timestamp", "request_id")  # written by the model service
-
 def read_frame(
     source, # a DataFrame, a .parquet/.csv file, or a folder of parquet files
 ): # a pandas DataFrame
@@ -660,8 +658,7 @@ def _log(self:Monitor, report:MonitorReport, step:int)->str:
     exp = experiment_id(self.experiment, create=True, root=self.root)
     client = MlflowClient(uri)
     client.set_experiment_tag(exp, KIND_TAG, KIND_MONITORING)
-    tags = {KIND_TAG: KIND_MONITORING, "mlops_nb.verdict": report.verdict, "mlops_nb.batch": report.name,
-            "mlops_nb.model": self.model_name or ""}
+    tags = {KIND_TAG: KIND_MONITORING, VERDICT_TAG: report.verdict, BATCH_TAG: report.name, MODEL_TAG: self.model_name or ""}
     if os.environ.get(ENV_STEP_RUN): tags["mlflow.parentRunId"] = os.environ[ENV_STEP_RUN]
     run = client.create_run(exp, run_name=report.name, tags=tags)
     now, rid = int(time.time() * 1000), run.info.run_id
@@ -686,6 +683,6 @@ def history(
     from mlops_nb.tracking import experiment_id
     client = MlflowClient(use_store(root))
     runs = client.search_runs([experiment_id(experiment, root=root)], order_by=["attributes.start_time ASC"], max_results=50000)
-    return pd.DataFrame([{"batch": r.data.tags.get("mlops_nb.batch", r.info.run_name), "verdict": r.data.tags.get("mlops_nb.verdict"),
+    return pd.DataFrame([{"batch": r.data.tags.get(BATCH_TAG, r.info.run_name), "verdict": r.data.tags.get(VERDICT_TAG),
                           "run_id": r.info.run_id, "start_time": pd.Timestamp(r.info.start_time, unit="ms", tz="UTC"), **r.data.metrics}
                          for r in runs])

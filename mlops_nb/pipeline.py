@@ -8,6 +8,7 @@ import ast, graphlib, hashlib, itertools, json, os, re, shutil, time, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from .config import MlopsNbError, did_you_mean
+from .config import ERROR_TAG, FOLDER_TAG, PAPERMILL_TAG, POINT_TAG, SECONDS_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP  # the contract
 
 # %% auto #0
 __all__ = ['PIPELINE_KEYS', 'RETRAIN_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'PipelineFailed', 'Step', 'Pipeline',
@@ -445,7 +446,7 @@ class _Runner:
         import mlflow
         from tqdm.auto import tqdm
         from mlops_nb.config import use_store
-        from mlops_nb.tracking import TAG_PIPELINE, declare_goals, experiment_id, git_tags
+        from mlops_nb.tracking import declare_goals, experiment_id, git_tags
         goals = _goals(pipeline)       # a contradicting best block fails before any run is created
         self.p, self.declared, self.executor, self.force, self.kernel, self.folder = pipeline, declared, executor, force, kernel, folder
         self.uri = use_store(pipeline.root)
@@ -455,11 +456,11 @@ class _Runner:
         if run_id: self.client.update_run(run_id, status="RUNNING")
         else:
             run_id = self.client.create_run(exp_id, run_name=f"{pipeline.name} {folder.name}", tags={
-                TAG_PIPELINE: pipeline.name, "mlops_nb.folder": str(folder)}).info.run_id
+                TAG_PIPELINE: pipeline.name, FOLDER_TAG: str(folder)}).info.run_id
             self.client.log_batch(run_id, params=_params(pipeline.params))
         self.exp_id, self.result = exp_id, PipelineResult(pipeline.name, run_id, folder)
         declare_goals(exp_id, goals)  # the best blocks' directions, for best_run and register_best later
-        self.origin = {"mlops_nb.papermill": "true", **git_tags(pipeline.root)}  # every step run: how and from which commit
+        self.origin = {PAPERMILL_TAG: "true", **git_tags(pipeline.root)}  # every step run: how and from which commit
         total = sum(len(list(itertools.product(*s.grid.values()))) if s.grid else 1 for s in pipeline.steps)
         self.bar = tqdm(total=total, desc=pipeline.name, unit="task", disable=not progress)
         self.running, self.left = {}, {}
@@ -483,10 +484,9 @@ class _Runner:
 
     def submit(self, task:Task, i:int):
         "Create the task's MLflow run and hand the notebook to the executor."
-        from mlops_nb.tracking import TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP
         tags = {"mlflow.parentRunId": self.result.run_id, TAG_PIPELINE: self.p.name, TAG_STEP: task.step,
                 TAG_NOTEBOOK: str(task.notebook), **self.origin}
-        if task.point is not None: tags["mlops_nb.point"] = str(task.point)
+        if task.point is not None: tags[POINT_TAG] = str(task.point)
         run_id = self.client.create_run(self.exp_id, run_name=task.label, tags=tags).info.run_id
         self.client.log_batch(run_id, params=_params(task.params))
         tag = uuid.uuid4().hex[:8]
@@ -510,8 +510,8 @@ class _Runner:
         outcome.run_id = run_id
         for path in temporary.values(): _remove(Path(path))
         if Path(outcome.output or "").is_file(): self.client.log_artifact(run_id, outcome.output, "notebook")
-        self.client.log_batch(run_id, tags=_tags({"mlops_nb.seconds": f"{outcome.seconds:.2f}"} |
-                                                 ({"mlops_nb.error": outcome.error[:4000]} if outcome.error else {})))
+        self.client.log_batch(run_id, tags=_tags({SECONDS_TAG: f"{outcome.seconds:.2f}"} |
+                                                 ({ERROR_TAG: outcome.error[:4000]} if outcome.error else {})))
         self.client.set_terminated(run_id, "FINISHED" if outcome.status == "ran" else "FAILED")
         if outcome.status == "ran":
             _write_atomically(_record_path(self.p, task), json.dumps({

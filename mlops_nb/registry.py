@@ -6,11 +6,13 @@
 from __future__ import annotations
 import getpass, json, os, re, socket, time, uuid
 from .config import MlopsNbError, did_you_mean, is_lock_model, store_lock, use_store
-from .metrics import GOAL_TAG, UnknownGoal, better, check_goals, goal, goal_tags
+from .config import (  # the contract
+    CHAMPION, DATA_TAG_PREFIX, EVALUATION_TAG, GOAL_TAG, HISTORY_TAG_PREFIX, METRIC_TAG_PREFIX, PRIMARY_METRIC_TAG, REFIT_OF_TAG, TAG_NOTEBOOK)
+from .metrics import UnknownGoal, better, check_goals, goal, goal_tags
 
 # %% auto #0
-__all__ = ['PRIMARY_METRIC_TAG', 'REFIT_OF_TAG', 'PromotionRefused', 'model_source', 'register', 'versions', 'record_event',
-           'promote', 'history', 'rollback', 'champion', 'load', 'model_uri', 'register_best', 'plot_versions']
+__all__ = ['PromotionRefused', 'model_source', 'register', 'versions', 'record_event', 'promote', 'history', 'rollback',
+           'champion', 'load', 'model_uri', 'register_best', 'plot_versions']
 
 # %% ../nbs/02_registry.ipynb #936b37c1
 class PromotionRefused(MlopsNbError):
@@ -113,10 +115,10 @@ def _known_goals(run, metrics:dict, declared:dict)->dict:
 # %% ../nbs/02_registry.ipynb #1ec7beae
 def _version_tags(run, metrics:dict, evaluation:str|None, goals:dict)->dict:
     "What a version records about its performance and origin."
-    tags = {f"metric.{k}": repr(float(v)) for k, v in metrics.items()} | goal_tags(goals)
-    if evaluation: tags["mlops_nb.evaluation"] = evaluation
+    tags = {f"{METRIC_TAG_PREFIX}{k}": repr(float(v)) for k, v in metrics.items()} | goal_tags(goals)
+    if evaluation: tags[EVALUATION_TAG] = evaluation
     if run is not None:
-        tags |= {k: v for k, v in run.data.tags.items() if k.startswith("mlops_nb.data.") or k == "mlops_nb.notebook"}
+        tags |= {k: v for k, v in run.data.tags.items() if k.startswith(DATA_TAG_PREFIX) or k == TAG_NOTEBOOK}
     return tags
 
 # %% ../nbs/02_registry.ipynb #a61f5fd6
@@ -183,20 +185,17 @@ def versions(
     rows = []
     for mv in client.search_model_versions(f"name = '{name}'", max_results=200_000):
         row = {"version": int(mv.version), "aliases": ",".join(sorted(aliases.get(int(mv.version), []))), "run_id": mv.run_id,
-               "created": pd.Timestamp(mv.creation_timestamp, unit="ms"), "notebook": mv.tags.get("mlops_nb.notebook"),
-               "evaluation": mv.tags.get("mlops_nb.evaluation")}
-        row |= {k.removeprefix("metric."): float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
+               "created": pd.Timestamp(mv.creation_timestamp, unit="ms"), "notebook": mv.tags.get(TAG_NOTEBOOK),
+               "evaluation": mv.tags.get(EVALUATION_TAG)}
+        row |= {k.removeprefix(METRIC_TAG_PREFIX): float(v) for k, v in mv.tags.items() if k.startswith(METRIC_TAG_PREFIX)}
         rows.append(row)
     return pd.DataFrame(rows).sort_values("version", ascending=False, ignore_index=True)
 
 # %% ../nbs/02_registry.ipynb #087519ae
-_HISTORY = "mlops_nb.history."
-PRIMARY_METRIC_TAG = "mlops_nb.metric"  # on a registered model: the metric that decides its promotions (register_best)
-
 def _record(client, name:str, **event):
     "Append one event to the model's alias history."
     event = {"time": time.time(), "who": f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}", **event}
-    key = f"{_HISTORY}{time.time_ns():020d}.{uuid.uuid4().hex[:8]}"
+    key = f"{HISTORY_TAG_PREFIX}{time.time_ns():020d}.{uuid.uuid4().hex[:8]}"
     client.set_registered_model_tag(name, key, json.dumps(event, default=str))
 
 # %% ../nbs/02_registry.ipynb #fd4c6c9a
@@ -218,16 +217,16 @@ def _alias_version(client, name:str, alias:str)->int|None:
 
 # %% ../nbs/02_registry.ipynb #e9f7ed55
 def _registered_score(mv, metric:str)->float:
-    if f"metric.{metric}" not in mv.tags:
-        have = sorted(k.removeprefix("metric.") for k in mv.tags if k.startswith("metric."))
+    if METRIC_TAG_PREFIX + metric not in mv.tags:
+        have = sorted(k.removeprefix(METRIC_TAG_PREFIX) for k in mv.tags if k.startswith(METRIC_TAG_PREFIX))
         raise MlopsNbError(f"version {mv.version} has no metric {metric!r}{did_you_mean(metric, have)} (it has: {', '.join(have) or 'none'}): "
                            "register it with that metric, or pass evaluation_data to score both models")
-    return float(mv.tags[f"metric.{metric}"])
+    return float(mv.tags[METRIC_TAG_PREFIX + metric])
 
 # %% ../nbs/02_registry.ipynb #fd8e83a9
 def _registered_scores(candidate, champion, metric:str)->tuple[float, float, str]:
     "Both registered scores, refused unless both come from the same evaluation data."
-    ev_c, ev_h = candidate.tags.get("mlops_nb.evaluation"), champion.tags.get("mlops_nb.evaluation")
+    ev_c, ev_h = candidate.tags.get(EVALUATION_TAG), champion.tags.get(EVALUATION_TAG)
     if not ev_c or ev_c != ev_h:
         raise MlopsNbError(f"versions {candidate.version} and {champion.version} were evaluated on different or unrecorded "
                            f"data ({ev_c} vs {ev_h}): their {metric} values cannot be compared; pass evaluation_data")
@@ -273,8 +272,6 @@ def _gate(client, name, judged, current:int, metric:str, mode:str|None, min_delt
             "candidate": scores[0], "champion": scores[1], "on": scores[2] + ("" if finite else "; a score is not a finite number")}
 
 # %% ../nbs/02_registry.ipynb #ca653882
-REFIT_OF_TAG = "mlops_nb.refit_of"  # on a model version: the version it was refit from (whose score judges it)
-
 def _judged(client, name:str, candidate, evidence)->object:
     "The version whose scores judge `candidate`: itself, or for a refit the version it was refit from."
     source = candidate.tags.get(REFIT_OF_TAG)
@@ -304,7 +301,7 @@ def _check_margin(min_delta)->float:
 def promote(
     name:str, # registered model name
     version, # the candidate version
-    alias:str="champion", # the alias to move
+    alias:str=CHAMPION, # the alias to move
     metric:str|None=None, # the metric to compare (default: the model's primary metric, set by register_best)
     mode:str|None=None, # "min" or "max" (default: the metric's recorded, declared or known direction; must agree with them)
     min_delta:float=0.0, # the candidate must be better by more than this (>= 0)
@@ -352,7 +349,7 @@ def history(
     "Every alias move and refused attempt of `name`: when, who, from, to, scores, reason."
     import pandas as pd
     model = _model(_client(), name)
-    events = [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(_HISTORY)]
+    events = [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(HISTORY_TAG_PREFIX)]
     df = pd.DataFrame(events, columns=["time", "action", "alias", "from", "to", "metric", "candidate", "champion",
                                        "on", "reason", "who"] if not events else None)
     if alias is not None and not df.empty: df = df[df.alias == alias]
@@ -371,14 +368,14 @@ def _lineage(events)->list[str]:
 # %% ../nbs/02_registry.ipynb #7dd3e13d
 def rollback(
     name:str, # registered model name
-    alias:str="champion", # the alias to move back
+    alias:str=CHAMPION, # the alias to move back
     reason:str="", # why, for the history
 )->dict: # the history record of the rollback
     "Move `alias` back to the version it held before the current one."
     client = _client()
     _model(client, name)
     with store_lock(client.tracking_uri, "registry"):
-        events = [json.loads(v) for k, v in sorted(client.get_registered_model(name).tags.items()) if k.startswith(_HISTORY)]
+        events = [json.loads(v) for k, v in sorted(client.get_registered_model(name).tags.items()) if k.startswith(HISTORY_TAG_PREFIX)]
         held = _lineage([e for e in events if e.get("alias") == alias])
         current = _alias_version(client, name, alias)
         if len(held) < 2 or held[-1] != current:
@@ -394,7 +391,7 @@ def rollback(
 # %% ../nbs/02_registry.ipynb #aa39b5ec
 def champion(
     name:str, # registered model name
-    alias:str="champion", # the alias
+    alias:str=CHAMPION, # the alias
 ): # the `ModelVersion` the alias points at
     "The version that holds `alias`."
     client = _client()
@@ -405,7 +402,7 @@ def champion(
 # %% ../nbs/02_registry.ipynb #e44411dc
 def load(
     name:str, # registered model name
-    alias:str="champion", # the alias to load
+    alias:str=CHAMPION, # the alias to load
     version:int|None=None, # a version instead of the alias
     allow_pickle:bool=False, # also load formats that can run code (recorded; see mlops_nb.loading)
 ): # an `mlflow.pyfunc.PyFuncModel`
@@ -417,7 +414,7 @@ def load(
 # %% ../nbs/02_registry.ipynb #ab91c4e6
 def model_uri(
     ref:str, # a registered model's name, or a model URI (models:/..., runs:/...) or path
-    alias:str="champion", # the alias a plain name means
+    alias:str=CHAMPION, # the alias a plain name means
 )->str: # a URI MLflow loads
     "`models:/NAME@champion` for a plain registered-model name; a URI or path unchanged."
     ref = str(ref).strip()

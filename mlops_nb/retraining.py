@@ -8,10 +8,11 @@ import copy, itertools, json
 from dataclasses import dataclass, field, replace
 from fastcore.basics import patch
 from .config import KIND_RETRAINING, KIND_TAG, MlopsNbError, did_you_mean
+from .config import (  # the contract
+    CHALLENGER, CHAMPION, METRIC_TAG_PREFIX, POINT_TAG, RECIPE_TAG, REFIT_OF_TAG, TAG_STEP, TRAIN_DATA_TAG, TRAINED_UNTIL_TAG)
 
 # %% auto #0
-__all__ = ['TRIGGERS', 'WINDOW_KEYS', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG', 'RetrainPolicy', 'RetrainSpec',
-           'retrain_spec', 'windowed', 'RetrainLoop']
+__all__ = ['TRIGGERS', 'WINDOW_KEYS', 'RetrainPolicy', 'RetrainSpec', 'retrain_spec', 'windowed', 'RetrainLoop']
 
 # %% ../nbs/06_retraining.ipynb #a4e0321c
 TRIGGERS = ("monitor", "drift", "performance_drop", "schedule", "always")
@@ -141,10 +142,6 @@ def windowed(
     return p
 
 # %% ../nbs/06_retraining.ipynb #bf38ac23
-TRAIN_DATA_TAG = "mlops_nb.train_data"  # on a model version: the file it was trained on (the monitor's reference)
-RECIPE_TAG = "mlops_nb.recipe"           # on a model version: window length and grid point that made it (JSON)
-TRAINED_UNTIL_TAG = "mlops_nb.trained_until"  # on a model version: the newest period it was trained on
-
 class RetrainLoop:
     "Monitor each batch; when the policy fires, back-test recipes on it, refit the winner on the newest window, promote with evidence."
     def __init__(self,
@@ -202,7 +199,7 @@ def window_pipeline(self:RetrainLoop,
                     grid:dict|None=None, # {step: {param: values}} on top of the retrain grid
                    ): # a Pipeline (see `windowed`)
     "The pipeline that trains one window for this loop."
-    extra = {k: v for k, v in (("model_name", self.name), ("register_alias", "challenger")) if k in self.pipeline.params}
+    extra = {k: v for k, v in (("model_name", self.name), ("register_alias", CHALLENGER)) if k in self.pipeline.params}
     return windowed(self.pipeline, self.params | params | extra, self.spec.grid | (grid or {}))
 
 # %% ../nbs/06_retraining.ipynb #d25f6842
@@ -237,10 +234,9 @@ def _grid(self:RetrainLoop, step:str)->dict:
 def _grid_point(self:RetrainLoop, version:int)->tuple[str|None, dict]:
     "(grid step, its parameter values) that trained `version`; (None, {}) for a model from a step without a grid."
     from mlops_nb.registry import _client
-    from mlops_nb.tracking import TAG_STEP
     client = _client()
     tags = client.get_run(client.get_model_version(self.name, str(version)).run_id).data.tags
-    step, point = tags.get(TAG_STEP), tags.get("mlops_nb.point")
+    step, point = tags.get(TAG_STEP), tags.get(POINT_TAG)
     if step is None or point is None: return None, {}
     grid = self._grid(step)
     return step, dict(zip(grid, list(itertools.product(*grid.values()))[int(point)]))
@@ -263,12 +259,12 @@ def _pipeline_train_data(pipeline)->str|None:
 def monitor(self:RetrainLoop, champ):
     "The Monitor of champion version `champ` (built once per version)."
     from mlops_nb.monitoring import Monitor
-    from mlops_nb.registry import REFIT_OF_TAG, _client
+    from mlops_nb.registry import _client
     if champ.version not in self._monitors:
         reference = champ.tags.get(TRAIN_DATA_TAG) or self.reference or _pipeline_train_data(self.pipeline)
         if reference is None: raise MlopsNbError(f"no reference data for {self.name} v{champ.version}: pass reference=... (the data it was trained on)")
         judged = _client().get_model_version(self.name, champ.tags[REFIT_OF_TAG]) if REFIT_OF_TAG in champ.tags else champ
-        score = judged.tags.get(f"metric.{self.spec.metric}")
+        score = judged.tags.get(METRIC_TAG_PREFIX + self.spec.metric)
         self._monitors[champ.version] = Monitor(reference, model=f"models:/{self.name}/{champ.version}", target=self.spec.target,
                                                 metric=self.spec.metric, mode=self.spec.mode, root=self.pipeline.root,
                                                 baseline={self.spec.metric: float(score)} if score else None, **self.monitor_settings)
@@ -326,7 +322,7 @@ def refit(self:RetrainLoop,
           period:int, # the batch's period: the refit's window ends with it
          )->int: # the refit's version
     "Refit the winning recipe on the newest window; the version records what it was refit from."
-    from mlops_nb.registry import REFIT_OF_TAG, _client
+    from mlops_nb.registry import _client
     step, point = self._grid_point(best["version"])
     version = self.train(self.spec.window_params(period, period, best["window"]), {step: {k: [v] for k, v in point.items()}} if step else None)
     client = _client()
@@ -364,7 +360,7 @@ def decide(self:RetrainLoop, X, y, period:int, why:str)->dict:
            "score_champion": held, "candidates": [{k: c[k] for k in ("window", "version", "score")} for c in candidates]}
     reason = f"retraining after period {period}: {why}"
     if not (better(best["score"], held, direction, self.policy.min_delta) or (own and not better(held, best["score"], direction))):
-        record_event(self.name, "refused", alias="champion", to=best["version"], metric=self.spec.metric, candidate=best["score"],
+        record_event(self.name, "refused", alias=CHAMPION, to=best["version"], metric=self.spec.metric, candidate=best["score"],
                      champion=held, mode=direction, reason=reason, **{"from": int(champ.version)})
         return rec | {"decision": "refused"}
     refit = self.refit(best, period)
@@ -383,7 +379,7 @@ def retrain(self:RetrainLoop, X, y, period:int, why:str)->dict:
     except PromotionRefused as e: return {"retrained": True, "decision": "refused", "error": str(e)[:1000]}
     except (PipelineFailed, MlopsNbError) as e:
         error = str(e).splitlines()[0][:1000]
-        record_event(self.name, "retrain-failed", alias="challenger", reason=f"retraining after period {period} ({why}) failed: {error}")
+        record_event(self.name, "retrain-failed", alias=CHALLENGER, reason=f"retraining after period {period} ({why}) failed: {error}")
         return {"decision": "failed", "error": error}
 
 # %% ../nbs/06_retraining.ipynb #28270956

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from fastcore.basics import patch
 from pathlib import Path
-from .config import MlopsNbError, PREDICTION_LOG, VARIANT_COLUMN, project_root, use_store
+from .config import MlopsNbError, project_root, use_store
+from .config import CHALLENGER, CHAMPION, LOG_COLUMNS, PREDICTION_LOG, VARIANT_COLUMN  # the contract
 from .loading import load_with_format, skops_predict
 
 # %% auto #0
-__all__ = ['INVALID', 'MAX_ROWS', 'MAX_COLUMNS', 'LOG_COLUMNS', 'TOKEN_ENV', 'RequestError', 'ModelRef', 'model_ref', 'Loaded',
-           'Variant', 'resolve', 'load_version', 'parse_invocation', 'parse_records', 'known_columns', 'check_rows',
+__all__ = ['INVALID', 'MAX_ROWS', 'MAX_COLUMNS', 'TOKEN_ENV', 'RequestError', 'ModelRef', 'model_ref', 'Loaded', 'Variant',
+           'resolve', 'load_version', 'parse_invocation', 'parse_records', 'known_columns', 'check_rows',
            'predict_rows', 'key_share', 'to_challenger', 'compact_segment', 'compact_log', 'PredictionLog',
            'read_predictions', 'Metrics', 'ModelService', 'create_app', 'serve', 'score']
 
@@ -472,8 +473,6 @@ def to_challenger(
     return int((n + 1) * split) > int(n * split)
 
 # %% ../nbs/04_serving.ipynb #3ff9f541
-LOG_COLUMNS = ("prediction", VARIANT_COLUMN, "version", "timestamp", "request_id")
-
 def _safe_name(text:str)->str: return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:80] or "model"
 
 # %% ../nbs/04_serving.ipynb #cd296220
@@ -800,11 +799,11 @@ class ModelService:
         if timeout <= 0 or max_rows < 1: raise MlopsNbError(f"timeout and max_rows must be positive, got {timeout} and {max_rows}")
         self.root = Path(root or project_root()).resolve()
         use_store(self.root)
-        self.variants = {"champion": Variant("champion", model_ref(model))}
-        if challenger: self.variants["challenger"] = Variant("challenger", model_ref(challenger))
+        self.variants = {CHAMPION: Variant(CHAMPION, model_ref(model))}
+        if challenger: self.variants[CHALLENGER] = Variant(CHALLENGER, model_ref(challenger))
         self.split, self.reload_every, self.max_body, self.max_rows, self.timeout = split, reload_every, max_body, max_rows, timeout
         self.allow_pickle = allow_pickle
-        name = self.variants["champion"].ref.name or "model"
+        name = self.variants[CHAMPION].ref.name or "model"
         self.log = PredictionLog(self.root/PREDICTION_LOG, name, flush_seconds=flush_seconds, compactor=True) if log else None
         self.metrics, self.n, self.threads, self._pool = Metrics(), 0, threads, None
         self._stop, self._thread = threading.Event(), None
@@ -883,7 +882,7 @@ def wait_ready(self:ModelService, timeout:float=120.0)->ModelService:
 def health(self:ModelService)->tuple[int, dict]: # (HTTP status, body)
     "Ready when the champion is loaded; each variant's state and version, nothing more (probes read it without a token)."
     state = lambda v: "ready" if v.current else ("failed" if v.error else "loading")
-    body = {"status": "ready" if self.variants["champion"].current else state(self.variants["champion"]),
+    body = {"status": "ready" if self.variants[CHAMPION].current else state(self.variants[CHAMPION]),
             "variants": {v.name: {"state": state(v), "version": v.current and v.current.version} for v in self.variants.values()}}
     return (200 if body["status"] == "ready" else 503), body
 
@@ -891,7 +890,7 @@ def health(self:ModelService)->tuple[int, dict]: # (HTTP status, body)
 @patch
 def version_info(self:ModelService)->dict:
     "The champion's name, alias, version, run id and load time, every variant's with its last error, and the log's counts."
-    info = self.variants["champion"].info() | {"split": self.split, "variants": {v.name: v.info() for v in self.variants.values()}}
+    info = self.variants[CHAMPION].info() | {"split": self.split, "variants": {v.name: v.info() for v in self.variants.values()}}
     if self.log: info["log"] = {"written": self.log.written, "waiting": self.log.waiting, "dropped": self.log.dropped, "error": self.log.error}
     return info
 
@@ -940,9 +939,9 @@ async def _disconnected(receive):
 def choose(self:ModelService, key:str|None)->Variant:
     "The variant for this request (the champion while the challenger has no model)."
     self.n += 1
-    ch = self.variants.get("challenger")
+    ch = self.variants.get(CHALLENGER)
     if ch is not None and ch.current is not None and to_challenger(self.split, key, self.n - 1): return ch
-    return self.variants["champion"]
+    return self.variants[CHAMPION]
 
 # %% ../nbs/04_serving.ipynb #489b52fb
 class _Cancelled(Exception):

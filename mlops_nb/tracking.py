@@ -8,20 +8,21 @@ import ast, contextlib, functools, hashlib, json, numbers, os, subprocess, sys, 
 from pathlib import Path
 from fastcore.basics import patch
 from .config import MlopsNbError, artifact_root, did_you_mean, project_root, refresh_stats, trusted_types, use_store
-from .metrics import GOAL_TAG, GoalError, check_goals, goal, goal_tags
+from .config import (  # the contract
+    DATA_TAG_PREFIX, ERROR_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG,
+    TAG_EXECUTION, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP)
+from .metrics import GoalError, check_goals, goal, goal_tags
 
 # %% auto #0
-__all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'TAG_NOTEBOOK', 'TAG_EXECUTION', 'ENV_STEP_PARAMS', 'EVALUATION_NAMES',
-           'ENV_STEP_RUN', 'NATIVE_KERNEL', 'TAG_PIPELINE', 'TAG_STEP', 'RUN_KINDS', 'notebook_path',
-           'papermill_parameters', 'git_tags', 'fingerprint', 'default_experiment', 'experiment_id', 'declare_goals',
-           'Tracker', 'track', 'active_tracker', 'flush_open', 'model_requirements', 'dataset_schema',
+__all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'ENV_STEP_PARAMS', 'EVALUATION_NAMES', 'ENV_STEP_RUN', 'NATIVE_KERNEL', 'RUN_KINDS',
+           'notebook_path', 'papermill_parameters', 'git_tags', 'fingerprint', 'default_experiment', 'experiment_id',
+           'declare_goals', 'Tracker', 'track', 'active_tracker', 'flush_open', 'model_requirements', 'dataset_schema',
            'declared_parameters', 'check_parameters', 'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine',
            'experiment_goal', 'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
 
 # %% ../nbs/01_tracking.ipynb #ebb6bad5
 ENV_NOTEBOOK = "MLOPS_NB_NOTEBOOK"    # the notebook a papermill kernel executes (set by the `mlops_nb` engine)
 ENV_EXECUTION = "MLOPS_NB_EXECUTION"  # the id of one papermill execution (set by the `mlops_nb` engine)
-TAG_NOTEBOOK, TAG_EXECUTION = "mlops_nb.notebook", "mlops_nb.execution"
 
 def _user_ns()->dict:
     "The IPython user namespace when running in a kernel, else {} (without importing IPython)."
@@ -79,7 +80,7 @@ def git_tags(
     commit = next((l.split()[2] for l in lines if l.startswith("# branch.oid ")), "(initial)")
     if done.returncode or commit == "(initial)": return {}
     dirty = any(not l.startswith("#") for l in lines)
-    return {"mlflow.source.git.commit": commit, "mlops_nb.git.dirty": str(dirty).lower()}
+    return {GIT_COMMIT_TAG: commit, GIT_DIRTY_TAG: str(dirty).lower()}
 
 # %% ../nbs/01_tracking.ipynb #3a3c8941
 def fingerprint(
@@ -212,7 +213,7 @@ class Tracker(contextlib.ContextDecorator):
         nb = self.notebook
         tags = git_tags(nb.parent if nb else None)
         if nb: tags |= {TAG_NOTEBOOK: str(nb), "mlflow.source.name": str(nb), "mlflow.source.type": "NOTEBOOK"}
-        if papermill_parameters(): tags["mlops_nb.papermill"] = "true"
+        if papermill_parameters(): tags[PAPERMILL_TAG] = "true"
         return tags
 
     def __exit__(self, exc_type, exc, tb):
@@ -232,7 +233,7 @@ class Tracker(contextlib.ContextDecorator):
         "Keep the exception on the run: a tag with its message, the traceback as an artifact."
         import mlflow
         self._pending["tags"].clear()
-        self.set_tags({"mlops_nb.error": f"{exc_type.__name__}: {exc}"[:4000]})
+        self.set_tags({ERROR_TAG: f"{exc_type.__name__}: {exc}"[:4000]})
         mlflow.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
 
     def log_params(self, params:dict|None=None, **kw)->Tracker:
@@ -429,7 +430,7 @@ def log_input(self:Tracker, df, name:str, context:str="training")->Tracker:
         dataset = mlflow.data.from_pandas(df, name=name, digest=digest)
         if (schema := dataset_schema(df)) is not None: dataset.__dict__["schema"] = schema   # MLflow's cached property, computed quicker
         mlflow.log_input(dataset, context=context)
-    return self.set_tags({f"mlops_nb.data.{name}": digest})
+    return self.set_tags({f"{DATA_TAG_PREFIX}{name}": digest})
 
 # %% ../nbs/01_tracking.ipynb #f7618558
 def _typed(text:str):
@@ -673,14 +674,12 @@ def plot_runs(
     return ax.figure
 
 # %% ../nbs/01_tracking.ipynb #e2a0c63f
-TAG_PIPELINE, TAG_STEP = "mlops_nb.pipeline", "mlops_nb.step"  # set by the pipeline runner on its runs
-RUN_KINDS = ("run", "pipeline", "step", "monitoring", "retraining")
+RUN_KINDS = ("run", "pipeline", "step", KIND_MONITORING, KIND_RETRAINING)
 
 def run_kind(
     tags:dict, # a run's tags
 )->str: # one of RUN_KINDS
     "What made a run: a pipeline, one of its steps, the monitor, the retraining loop, or anything else."
-    from mlops_nb.config import KIND_TAG
     if tags.get(KIND_TAG) in RUN_KINDS: return tags[KIND_TAG]
     if TAG_STEP in tags: return "step"
     return "pipeline" if TAG_PIPELINE in tags else "run"
