@@ -14,8 +14,9 @@ __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALL
            'SECONDS_TAG', 'METRIC_TAG_PREFIX', 'EVALUATION_TAG', 'REFIT_OF_TAG', 'PRIMARY_METRIC_TAG',
            'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG', 'VERDICT_TAG',
            'BATCH_TAG', 'MODEL_TAG', 'PROJECT_MARKERS', 'SETTINGS_FILE', 'SETTINGS_SECTIONS', 'LOCK_PREFIX',
-           'MlopsNbError', 'did_you_mean', 'project_root', 'settings', 'trusted_types', 'tracking_uri', 'artifact_root',
-           'cache_dir', 'ensure_store', 'refresh_stats', 'use_store', 'is_lock_model', 'RegistryLock', 'store_lock']
+           'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings', 'trusted_types', 'tracking_uri',
+           'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store', 'is_lock_model', 'RegistryLock',
+           'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -30,6 +31,16 @@ def did_you_mean(
     import difflib
     near = difflib.get_close_matches(str(word), list(map(str, options)), n=3)
     return f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+
+# %% ../nbs/00_config.ipynb #9d57b5e4
+def raised(
+    fn, # called without arguments
+    exc:type=Exception, # the exception it must raise
+)->Exception: # what it raised
+    "The `exc` that `fn()` raises; an AssertionError when it raises none."
+    try: fn()
+    except exc as e: return e
+    raise AssertionError(f"expected {exc.__name__}, nothing was raised")
 
 # %% ../nbs/00_config.ipynb #29c68ece
 PREDICTION_LOG = "predictions"       # folder of parquet files under the project root, one row per prediction
