@@ -15,8 +15,8 @@ __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALL
            'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG', 'VERDICT_TAG',
            'BATCH_TAG', 'MODEL_TAG', 'PROJECT_MARKERS', 'SETTINGS_FILE', 'SETTINGS_SECTIONS', 'LOCK_PREFIX',
            'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings', 'trusted_types', 'tracking_uri',
-           'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store', 'is_lock_model', 'RegistryLock',
-           'store_lock']
+           'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store', 'store_client', 'is_lock_model',
+           'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -270,6 +270,16 @@ def use_store(
         if v is None: os.environ.pop(k, None)
         else: os.environ[k] = v
     return uri
+
+# %% ../nbs/00_config.ipynb #99b2ae93
+def store_client(
+    root:str|Path|None=None, # the project folder (default: `project_root()`)
+    create:bool=False, # create a missing sqlite store (the default, False, raises instead: reads never create one)
+): # an mlflow.MlflowClient
+    "MLflow's client on the project's store, for its runs and its registry."
+    from mlflow import MlflowClient
+    uri = use_store(root, create=create)
+    return MlflowClient(uri, registry_uri=uri)
 
 # %% ../nbs/00_config.ipynb #4a2238f4
 LOCK_PREFIX = "mlops_nb-lock."  # registered models with this prefix are locks, not models

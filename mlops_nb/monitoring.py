@@ -8,7 +8,7 @@ import html, io, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
-from .config import MlopsNbError, project_root
+from .config import MlopsNbError, project_root, store_client
 from .config import BATCH_TAG, KIND_MONITORING, KIND_TAG, LOG_COLUMNS, MODEL_TAG, PREDICTION_LOG, VARIANT_COLUMN, VERDICT_TAG  # the contract
 
 # %% auto #0
@@ -678,10 +678,8 @@ def history(
 ): # one row per checked batch: batch, verdict, run_id, start time and metrics, oldest first
     "The monitoring history as recorded in MLflow."
     import pandas as pd
-    from mlflow import MlflowClient
-    from mlops_nb.config import use_store
     from mlops_nb.tracking import experiment_id
-    client = MlflowClient(use_store(root))
+    client = store_client(root, create=True)
     runs = client.search_runs([experiment_id(experiment, root=root)], order_by=["attributes.start_time ASC"], max_results=50000)
     return pd.DataFrame([{"batch": r.data.tags.get(BATCH_TAG, r.info.run_name), "verdict": r.data.tags.get(VERDICT_TAG),
                           "run_id": r.info.run_id, "start_time": pd.Timestamp(r.info.start_time, unit="ms", tz="UTC"), **r.data.metrics}

@@ -5,7 +5,7 @@
 # %% ../nbs/02_registry.ipynb #2e2b7dc1
 from __future__ import annotations
 import getpass, json, os, re, socket, time, uuid
-from .config import MlopsNbError, did_you_mean, is_lock_model, store_lock, use_store
+from .config import MlopsNbError, did_you_mean, is_lock_model, store_client, store_lock
 from .config import (  # the contract
     CHAMPION, DATA_TAG_PREFIX, EVALUATION_TAG, GOAL_TAG, HISTORY_TAG_PREFIX, METRIC_TAG_PREFIX, PRIMARY_METRIC_TAG, REFIT_OF_TAG, TAG_NOTEBOOK)
 from .metrics import UnknownGoal, better, check_goals, goal, goal_tags
@@ -20,13 +20,6 @@ class PromotionRefused(MlopsNbError):
     def __init__(self, message:str, candidate:float, champion:float):
         super().__init__(message)
         self.candidate, self.champion = candidate, champion
-
-# %% ../nbs/02_registry.ipynb #5c040ddf
-def _client():
-    "An MlflowClient on the project's existing store (the registry never creates a store: it needs runs to register)."
-    from mlflow import MlflowClient
-    use_store(create=False)
-    return MlflowClient()
 
 # %% ../nbs/02_registry.ipynb #4f88ce99
 def _model(client, name:str):
@@ -75,7 +68,7 @@ def model_source(
 )->tuple[str, str|None, str|None]: # (model URI to register, source run id, logged model id); ids None when unknown
     "Where a model comes from: the URI to register, the run that logged it and its MLflow 3 logged-model id."
     from mlflow.exceptions import MlflowException
-    client = client or _client()
+    client = client or store_client()
     ref = str(ref).strip()
     if _RUN_ID.fullmatch(ref): m = _logged_model(client, ref); return f"models:/{m.model_id}", ref, m.model_id
     if found := _RUNS_URI.fullmatch(ref):
@@ -157,7 +150,7 @@ def register(
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlops_nb.tracking import flush_open
-    client = _client()
+    client = store_client()
     uri, run_id, model_id = model_source(run_or_model_uri, client)
     if run_id and metrics is None and evaluation is None and (known := _version_of_run(client, name, run_id)): return known   # a re-run step
     if run_id: flush_open(run_id)                 # registered inside its own track block: write what is pending first
@@ -179,7 +172,7 @@ def versions(
 ): # a pandas DataFrame, one row per version, newest first
     "Every version of `name` with its aliases, metrics, run, creation time and source notebook."
     import pandas as pd
-    client = _client()
+    client = store_client()
     aliases = {}  # search_model_versions leaves aliases out; the registered model has them all
     for alias, version in _model(client, name).aliases.items(): aliases.setdefault(int(version), []).append(alias)
     rows = []
@@ -205,7 +198,7 @@ def record_event(
     **fields, # anything else the history should show: alias, reason, scores
 ):
     "Add an event that moved no alias (a refusal decided elsewhere, a failed retraining) to the model's history."
-    client = _client()
+    client = store_client()
     _model(client, name)
     _record(client, name, action=action, **fields)
 
@@ -313,7 +306,7 @@ def promote(
     allow_pickle:bool=False, # let a model stored in a format that can run code hold the alias (recorded)
 )->dict: # the history record of the move
     "Move `alias` to `version` if it beats the current holder; raise PromotionRefused otherwise."
-    client = _client()
+    client = store_client()
     candidate = _version(client, name, version)
     min_delta = _check_margin(min_delta)
     opt_in = None if force else _check_format(name, candidate, allow_pickle)   # part of the gate: what serves it must load it safely
@@ -348,7 +341,7 @@ def history(
 ): # a pandas DataFrame, one row per attempt, oldest first
     "Every alias move and refused attempt of `name`: when, who, from, to, scores, reason."
     import pandas as pd
-    model = _model(_client(), name)
+    model = _model(store_client(), name)
     events = [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(HISTORY_TAG_PREFIX)]
     df = pd.DataFrame(events, columns=["time", "action", "alias", "from", "to", "metric", "candidate", "champion",
                                        "on", "reason", "who"] if not events else None)
@@ -372,7 +365,7 @@ def rollback(
     reason:str="", # why, for the history
 )->dict: # the history record of the rollback
     "Move `alias` back to the version it held before the current one."
-    client = _client()
+    client = store_client()
     _model(client, name)
     with store_lock(client.tracking_uri, "registry"):
         events = [json.loads(v) for k, v in sorted(client.get_registered_model(name).tags.items()) if k.startswith(HISTORY_TAG_PREFIX)]
@@ -394,7 +387,7 @@ def champion(
     alias:str=CHAMPION, # the alias
 ): # the `ModelVersion` the alias points at
     "The version that holds `alias`."
-    client = _client()
+    client = store_client()
     version = _alias_version(client, _model(client, name).name, alias)
     if version is None: raise MlopsNbError(f"model {name!r} has no {alias!r} yet: promote a version first")
     return _version(client, name, version)
@@ -408,7 +401,7 @@ def load(
 ): # an `mlflow.pyfunc.PyFuncModel`
     "Load the model behind `models:/name@alias` (or `models:/name/version`), only from formats that cannot run code unless opted in."
     from mlops_nb.loading import load_model
-    mv = champion(name, alias) if version is None else _version(_client(), name, version)
+    mv = champion(name, alias) if version is None else _version(store_client(), name, version)
     return load_model(f"models:/{name}/{mv.version}", allow_pickle)
 
 # %% ../nbs/02_registry.ipynb #ab91c4e6
@@ -434,7 +427,7 @@ def register_best(
     run = best_run(experiment, metric, mode, filter)
     direction = experiment_goal(experiment, metric, mode)
     mv = register(run.info.run_id, name, goals={metric: direction})
-    client = _client()
+    client = store_client()
     client.set_registered_model_tag(name, PRIMARY_METRIC_TAG, metric)
     client.set_registered_model_tag(name, GOAL_TAG + metric, direction)
     return mv

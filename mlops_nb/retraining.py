@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, itertools, json
 from dataclasses import dataclass, field, replace
 from fastcore.basics import patch
-from .config import KIND_RETRAINING, KIND_TAG, MlopsNbError, did_you_mean
+from .config import KIND_RETRAINING, KIND_TAG, MlopsNbError, did_you_mean, store_client
 from .config import (  # the contract
     CHALLENGER, CHAMPION, METRIC_TAG_PREFIX, POINT_TAG, RECIPE_TAG, REFIT_OF_TAG, TAG_STEP, TRAIN_DATA_TAG, TRAINED_UNTIL_TAG)
 
@@ -210,10 +210,9 @@ def train(self:RetrainLoop,
          )->int: # the registered version, now `challenger`
     "Run the training part of the pipeline for one window; its best model is registered as `challenger`."
     from mlops_nb.pipeline import run_pipeline
-    from mlops_nb.registry import _client
     p = self.window_pipeline(params, grid)
     result = run_pipeline(p, only=self.spec.register, executor=self.executor(), progress=self.progress)
-    client = _client()
+    client = store_client()
     run = client.get_run(result.steps[self.spec.register].run_ids[0])
     if "version" not in run.data.params:
         raise MlopsNbError(f"the {self.spec.register!r} step of {p.root} logged no 'version' param: log the registered version there")
@@ -233,8 +232,7 @@ def _grid(self:RetrainLoop, step:str)->dict:
 @patch
 def _grid_point(self:RetrainLoop, version:int)->tuple[str|None, dict]:
     "(grid step, its parameter values) that trained `version`; (None, {}) for a model from a step without a grid."
-    from mlops_nb.registry import _client
-    client = _client()
+    client = store_client()
     tags = client.get_run(client.get_model_version(self.name, str(version)).run_id).data.tags
     step, point = tags.get(TAG_STEP), tags.get(POINT_TAG)
     if step is None or point is None: return None, {}
@@ -259,11 +257,10 @@ def _pipeline_train_data(pipeline)->str|None:
 def monitor(self:RetrainLoop, champ):
     "The Monitor of champion version `champ` (built once per version)."
     from mlops_nb.monitoring import Monitor
-    from mlops_nb.registry import _client
     if champ.version not in self._monitors:
         reference = champ.tags.get(TRAIN_DATA_TAG) or self.reference or _pipeline_train_data(self.pipeline)
         if reference is None: raise MlopsNbError(f"no reference data for {self.name} v{champ.version}: pass reference=... (the data it was trained on)")
-        judged = _client().get_model_version(self.name, champ.tags[REFIT_OF_TAG]) if REFIT_OF_TAG in champ.tags else champ
+        judged = store_client().get_model_version(self.name, champ.tags[REFIT_OF_TAG]) if REFIT_OF_TAG in champ.tags else champ
         score = judged.tags.get(METRIC_TAG_PREFIX + self.spec.metric)
         self._monitors[champ.version] = Monitor(reference, model=f"models:/{self.name}/{champ.version}", target=self.spec.target,
                                                 metric=self.spec.metric, mode=self.spec.mode, root=self.pipeline.root,
@@ -322,10 +319,9 @@ def refit(self:RetrainLoop,
           period:int, # the batch's period: the refit's window ends with it
          )->int: # the refit's version
     "Refit the winning recipe on the newest window; the version records what it was refit from."
-    from mlops_nb.registry import _client
     step, point = self._grid_point(best["version"])
     version = self.train(self.spec.window_params(period, period, best["window"]), {step: {k: [v] for k, v in point.items()}} if step else None)
-    client = _client()
+    client = store_client()
     client.set_model_version_tag(self.name, version, REFIT_OF_TAG, str(best["version"]))
     client.set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(best["version"], best["window"]))
     return version
@@ -337,10 +333,10 @@ def start(self:RetrainLoop,
           length=None, # its window length (default: the first of the loop's windows)
          )->int: # the champion's version
     "Train and promote the first champion on the window before `period`."
-    from mlops_nb.registry import _client, promote
+    from mlops_nb.registry import promote
     length = length or self.windows[0]
     version = self.train(self.spec.window_params(period - 1, period, length))
-    _client().set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(version, length))
+    store_client().set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(version, length))
     promote(self.name, version, force=True, reason=f"the loop's first champion, trained on the window before period {period}")
     return version
 
@@ -443,9 +439,7 @@ def step(self:RetrainLoop,
 @patch
 def restore(self:RetrainLoop)->RetrainLoop:
     "Continue from this loop's decision runs in the store: batches seen and the last retrain."
-    from mlflow import MlflowClient
-    from mlops_nb.config import use_store
-    client = MlflowClient(use_store(self.pipeline.root))
+    client = store_client(self.pipeline.root, create=True)
     exp = client.get_experiment_by_name(self.experiment)
     runs = client.search_runs([exp.experiment_id], f"tags.`{KIND_TAG}` = '{KIND_RETRAINING}'", max_results=50000,
                               order_by=["attributes.start_time ASC"]) if exp else []

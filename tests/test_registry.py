@@ -56,11 +56,12 @@ def test_gate_refuses_incomparable_or_missing_scores(store):
     with pytest.raises(MlopsNbError, match="no registered model named 'cpm'"): promote("cpm", 1)
 
 def test_rollback_refuses_a_deleted_version(store):
-    from mlops_nb.registry import promote, rollback, MlopsNbError, _client
+    from mlops_nb.config import store_client
+    from mlops_nb.registry import promote, rollback, MlopsNbError
     _, uri = store
     v1, v2 = new_versions(uri, "del", [10.0, 5.0])
     promote("del", v1, metric="rmse"); promote("del", v2, metric="rmse")
-    _client().delete_model_version("del", str(v1))
+    store_client().delete_model_version("del", str(v1))
     with pytest.raises(MlopsNbError, match="has no version 1"): rollback("del")
 
 PROMOTER = '''
