@@ -17,7 +17,8 @@ from .loading import load_with_format, skops_predict
 __all__ = ['INVALID', 'MAX_ROWS', 'MAX_COLUMNS', 'TOKEN_ENV', 'RequestError', 'ModelRef', 'model_ref', 'Loaded', 'Variant',
            'resolve', 'load_version', 'parse_invocation', 'parse_records', 'known_columns', 'check_rows',
            'predict_rows', 'key_share', 'to_challenger', 'compact_segment', 'compact_log', 'PredictionLog',
-           'read_predictions', 'Metrics', 'ModelService', 'create_app', 'serve', 'score']
+           'read_predictions', 'Metrics', 'ModelService', 'create_app', 'serve', 'wait_healthy', 'Service',
+           'start_service', 'score']
 
 # %% ../nbs/04_serving.ipynb #06d7a24c
 class RequestError(MlopsNbError):
@@ -1162,6 +1163,82 @@ def serve(
     print(f"serving {model} ({served}) on http://{host}:{port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="warning", timeout_graceful_shutdown=10,
                 http=_header_timeout_protocol(header_timeout), limit_concurrency=max_connections)
+
+# %% ../nbs/04_serving.ipynb #4ed677c8
+def wait_healthy(
+    url:str, # the server's base URL, e.g. http://127.0.0.1:8000
+    process:subprocess.Popen, # the server's process
+    timeout:float=120, # seconds to wait at most
+    log:Path|None=None, # the file its output goes to (its end is shown in an error)
+):
+    "Return once `url`/health answers 200; raise MlopsNbError when the process exits first or `timeout` passes."
+    import urllib.error, urllib.request
+    tail = lambda: "\n" + log.read_text(errors="replace")[-3000:] if log and log.is_file() else ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None: raise MlopsNbError(f"the server at {url} exited with code {process.returncode}{tail()}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200: return
+        except (urllib.error.URLError, OSError): pass
+        time.sleep(0.2)
+    raise MlopsNbError(f"the server at {url} did not answer /health within {timeout:g} s{tail()}")
+
+# %% ../nbs/04_serving.ipynb #f6c1c8ed
+@dataclass
+class Service:
+    "A model service running in a process of its own; `stop()` it, or use it as a context manager."
+    url:str # http://127.0.0.1:PORT
+    process:subprocess.Popen # the `mlops-nb serve` process
+    log:Path # where its output goes
+
+# %% ../nbs/04_serving.ipynb #a3445613
+@patch
+def stop(self:Service,
+         timeout:float=60, # seconds a graceful stop may take before the process is killed
+        )->int: # the process's exit code
+    "Stop the service as Ctrl-C does (SIGINT: answered requests are flushed to the prediction log)."
+    import signal
+    if self.process.poll() is None:
+        self.process.send_signal(signal.SIGINT)
+        try: self.process.wait(timeout)
+        except subprocess.TimeoutExpired: self.process.kill(); self.process.wait()
+    return self.process.returncode
+
+# %% ../nbs/04_serving.ipynb #5aefef76
+@patch
+def __enter__(self:Service): return self
+
+# %% ../nbs/04_serving.ipynb #c4a128d4
+@patch
+def __exit__(self:Service, *exc): self.stop()
+
+# %% ../nbs/04_serving.ipynb #e7593171
+def start_service(
+    model:str, # a registered model's name (its champion) or a URI such as models:/NAME@ALIAS
+    *options:str, # more `mlops-nb serve` options, e.g. "--no-log" or "--token", "s3cret"
+    cwd:str|Path|None=None, # the project folder (default: the current one)
+    env:dict|None=None, # the process's environment (default: this process's)
+    timeout:float=120, # seconds to wait for /health
+    log:str|Path|None=None, # where its output goes (default: a temporary file)
+)->Service:
+    "Start `mlops-nb serve MODEL` on a free port of 127.0.0.1 and return once it answers."
+    import socket, tempfile
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = Path(log) if log else Path(tempfile.mkstemp(prefix="mlops_nb-service-", suffix=".log")[1])
+    script = Path(sys.executable).parent/"mlops-nb"   # this environment's command, else the same through python
+    command = [str(script)] if script.is_file() else [sys.executable, "-c", "from mlops_nb.cli import main; main()"]
+    command += ["serve", model, "--port", str(port), *options]
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    service = Service(f"http://127.0.0.1:{port}", process, log)
+    try: wait_healthy(service.url, process, timeout, log)
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 # %% ../nbs/04_serving.ipynb #f130deaf
 _SUFFIXES = (".parquet", ".pq", ".csv")
