@@ -40,25 +40,10 @@ def env(root:Path, **extra)->dict:
     e["PATH"] = f"{BIN}{os.pathsep}{e['PATH']}"
     return e | extra
 
-def start_ours(root:Path, port:int):
-    code = f"from mlops_nb.serving import serve; serve('models:/flights@champion', port={port}, reload_every=30)"
-    return subprocess.Popen([sys.executable, "-c", code], cwd=root, env=env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
 def start_mlflow(root:Path, port:int):
     return subprocess.Popen([str(BIN/"mlflow"), "models", "serve", "-m", "models:/flights@champion", "--env-manager", "local",
                              "-h", "127.0.0.1", "-p", str(port)], cwd=root, env=env(root, MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-def wait_ready(port:int, proc, timeout:float=180):
-    import httpx
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None: raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200: return
-        except httpx.HTTPError: pass
-        time.sleep(0.3)
-    raise RuntimeError(f"server on port {port} not ready after {timeout} s")
 
 def stop(proc):
     proc.send_signal(signal.SIGINT)
@@ -121,10 +106,12 @@ def main():
         make_project(root)
         rows = json.loads((root/"rows.json").read_text())
         bodies = {"1 row": json.dumps({"dataframe_records": rows[:1]}), "100 rows": json.dumps({"dataframe_records": rows[:100]})}
-        ports = {"ours": free_port(), "mlflow": free_port()}
-        procs = {"ours": start_ours(root, ports["ours"]), "mlflow": start_mlflow(root, ports["mlflow"])}
+        from mlops_nb.serving import start_service, wait_healthy
+        ours = start_service("models:/flights@champion", cwd=root, env=env(root), timeout=180, log=root/"ours.log")
+        ports = {"ours": int(ours.url.rsplit(":", 1)[1]), "mlflow": free_port()}
+        theirs = start_mlflow(root, ports["mlflow"])
         try:
-            for name, p in ports.items(): wait_ready(p, procs[name])
+            wait_healthy(f"http://127.0.0.1:{ports['mlflow']}", theirs, timeout=180)
             check_same(ports, rows)
             results = {(size, name): [] for size in bodies for name in ports}
             print(f"load generator: {'wrk' if shutil.which('wrk') else 'httpx'}, {args.connections} connections, "
@@ -137,7 +124,8 @@ def main():
                         print(f"  round {r + 1} {size:>8} {name:>6}: {res['rps']:7.1f} req/s  p50 {res['p50']:6.1f} ms  "
                               f"p99 {res['p99']:6.1f} ms  failed {res['failed']}", flush=True)
         finally:
-            for p in procs.values(): stop(p)
+            ours.stop()
+            stop(theirs)
         from mlops_nb.serving import read_predictions
         answered = sum(x["rps"] * args.seconds * (100 if size == "100 rows" else 1) for (size, name), xs in results.items() if name == "ours" for x in xs)
         print(f"\nprediction log: {len(read_predictions(root)):,} rows in {len(list((root/'predictions').glob('*.parquet')))} parquet files "

@@ -1,7 +1,7 @@
 """mlops_nb on a data scientist's own project, not the flights demo: a classifier on scikit-learn's wine data logged
 with plain MLflow calls inside `track`, a higher-is-better metric and a custom one; read-only commands in a folder that
 is no project; a typo under papermill; a model served by its name."""
-import json, math, os, socket, subprocess, sys, time
+import json, math, os, socket
 import httpx, mlflow, mlflow.sklearn, pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from conftest import BIN, inside_project, run, write_notebook
@@ -117,20 +117,9 @@ def test_serve_a_model_by_its_name(wine):
     with inside_project(root): promote("wine", register(infos[1.0].model_uri, "wine").version, metric="balanced_accuracy")
     missing = mlops("serve", "nosuch", "--port", str(_free_port()), cwd=root, check=False)
     assert missing.returncode == 2 and "nosuch" in missing.stderr
-    port = _free_port()
-    server = subprocess.Popen([str(BIN/"mlops-nb"), "serve", "wine", "--port", str(port), "--no-log"], cwd=root,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200: break
-            except httpx.HTTPError: pass
-            assert server.poll() is None, server.communicate()
-            time.sleep(0.3)
-        answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": X.head(4).to_dict("records")}, timeout=30)
+    from mlops_nb.serving import start_service
+    with start_service("wine", "--no-log", cwd=root) as service:
+        answer = httpx.post(f"{service.url}/invocations", json={"dataframe_records": X.head(4).to_dict("records")}, timeout=30)
         assert answer.status_code == 200 and len(answer.json()["predictions"]) == 4
-        assert httpx.get(f"http://127.0.0.1:{port}/version", timeout=5).json()["name"] == "wine"
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+        assert httpx.get(f"{service.url}/version", timeout=5).json()["name"] == "wine"
+    assert service.process.returncode == 0

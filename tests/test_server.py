@@ -84,34 +84,22 @@ def test_eight_notebook_processes_times_50_runs_lose_nothing(project, tmp_path):
 @server_mode
 def test_serving_and_monitoring_work_unchanged_through_the_server(project, tracking_server):
     "The model service loads the champion through the server; a monitored batch is a run in the server's store."
-    import time, httpx, numpy as np, pandas as pd
+    import httpx, numpy as np, pandas as pd
     from sklearn.linear_model import Ridge
     from mlops_nb.tracking import track
     from mlops_nb.registry import register, promote, load
     from mlops_nb.monitoring import Monitor
+    from mlops_nb.serving import start_service
     os.chdir(project)
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"distance": rng.uniform(100, 2500, 400)})
     with track("srv") as r: run_id = r.run_id; r.log_model(Ridge().fit(X, X.distance / 8), X)
     version = int(register(run_id, "served").version)
     promote("served", version, force=True)
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    log = open(project/"serve.log", "w")
-    service = subprocess.Popen([str(BIN/"mlops-nb"), "serve", "models:/served@champion", "--port", str(port), "--no-log"],
-                               cwd=project, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert service.poll() is None and time.monotonic() < deadline, (project/"serve.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200: break
-            except httpx.HTTPError: pass
-            time.sleep(0.3)
-        answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": X.head(5).to_dict("records")}, timeout=30)
+    with start_service("models:/served@champion", "--no-log", cwd=project, timeout=180, log=project/"serve.log") as service:
+        answer = httpx.post(f"{service.url}/invocations", json={"dataframe_records": X.head(5).to_dict("records")}, timeout=30)
         assert answer.status_code == 200 and answer.headers["X-Model-Version"] == str(version)
         assert answer.json()["predictions"] == load("served").predict(X.head(5)).tolist()   # the registry's model, exactly
-    finally:
-        service.send_signal(signal.SIGINT); service.wait(60); log.close()
     batch = X.assign(distance=X.distance * 1.5)
     report = Monitor(X.assign(air_time=X.distance / 8), model="models:/served@champion", target="air_time",
                      experiment="monitoring").check(batch.assign(air_time=batch.distance / 8 + 30))
@@ -132,8 +120,8 @@ def _running(pid:int)->bool:
 
 def test_sigterm_stops_mlflow_server_and_its_children_and_exits_143(tmp_path):
     "`mlops-nb server` stopped the way systemd, docker and `kill` stop it; its database URL is on no command line."
-    import time, httpx
     from mlops_nb.server import free_port, _descendants
+    from mlops_nb.serving import wait_healthy
     project = tmp_path/"project"
     project.mkdir()
     (project/"mlops_nb.toml").write_text("")
@@ -141,13 +129,7 @@ def test_sigterm_stops_mlflow_server_and_its_children_and_exits_143(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.Popen([str(BIN/"mlops-nb"), "server", "--port", str(port)], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path/"server.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200: break
-            except httpx.HTTPError: pass
-            time.sleep(0.5)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=300, log=tmp_path/"server.log")   # the same probe as a model service's
         family = _descendants(proc.pid)
         commands = {pid: _cmdline(pid) for pid in family}
         database = str(project/"mlflow.db")
