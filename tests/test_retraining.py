@@ -38,3 +38,22 @@ def test_a_failed_training_run_is_survived_and_a_recipe_from_a_bad_window_is_nev
     assert int(champion("flights").version) == first
     again = RetrainLoop(work/"pipeline.yaml").restore()  # a cron process continues where the decisions left off
     assert (again.batches, again.last_retrain) == (3, 3)
+
+def test_the_windows_of_a_back_test_train_at_once_and_one_that_fails_leaves_the_others_done(project, monkeypatch):
+    """Windows 2 and 1 train together (train_upstream); window 2, tried first, is broken: the decision fails, yet window 1
+    ran to its end and is cached (one after the other, window 1 would never have started)."""
+    from mlops_nb.pipeline import plan
+    work = project/"sim"
+    copy_template(work, "flights")
+    monkeypatch.chdir(work)
+    loop = RetrainLoop(work/"pipeline.yaml", RetrainPolicy(trigger="always", windows=[2, 1]), params={"sample": SAMPLE}, jobs=2)
+    loop.spec.grid = {"train": {"model": MODELS}}
+    loop.start(3, length=1)
+    real = loop.spec.window_params
+    broken = lambda last, valid, length: {"train_from": 5, "train_month": 1, "valid_month": 2} if length == 2 else real(last, valid, length)
+    monkeypatch.setattr(loop.spec, "window_params", broken)
+    rec = loop.step(month_batch(4, SAMPLE))
+    assert rec["decision"] == "failed" and "train_from" in rec["error"], rec
+    done = plan(loop.window_pipeline(real(3, 4, 1)))
+    assert done[done.step.isin(["prepare", "vectorize", "train"])].cached.all(), done   # the good window ran to its end
+    loop.close()
