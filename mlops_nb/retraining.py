@@ -284,12 +284,16 @@ def train_upstream(self:RetrainLoop,
     "Run every window's steps before the register step, the windows at once (up to the executor's jobs)."
     from concurrent.futures import ThreadPoolExecutor
     from mlops_nb.pipeline import run_pipeline
-    needs = self.pipeline.step(self.spec.register).needs
-    if len(windows) < 2 or not needs: return
+    keep, todo = set(), list(self.pipeline.step(self.spec.register).needs)
+    while todo:                       # the register step's upstream steps
+        name = todo.pop()
+        if name not in keep: keep.add(name); todo += self.pipeline.step(name).needs
+    if len(windows) < 2 or not keep: return
     executor = self.executor()   # made here, once: not by racing threads
     def upstream(params:dict):
         p = self.window_pipeline(params)
-        for step in needs: run_pipeline(p, only=step, executor=executor, progress=False)
+        p.steps = [s for s in p.steps if s.name in keep]   # not `only=`, which would re-run a cached step
+        run_pipeline(p, executor=executor, progress=False)
     with ThreadPoolExecutor(len(windows), thread_name_prefix="mlops_nb-window") as pool:
         futures = [pool.submit(upstream, params) for params in windows]
     for f in futures: f.result()
