@@ -49,12 +49,15 @@ def preload_modules(
     imports:set|None=None, # what the notebooks to run import (`notebook_imports`); None: unknown
 )->list[str]|None: # the modules ([]: KERNEL_START only); None means warm kernels are off
     "The modules a zygote imports after KERNEL_START: $MLOPS_NB_PRELOAD if set, else PRELOAD if the notebooks use it."
-    value = (os.environ if env is None else env).get(ENV_PRELOAD)
+    env = os.environ if env is None else env
+    value = env.get(ENV_PRELOAD)
     if value is None:
-        packages = {m.partition(".")[0] for m in PRELOAD}
-        if imports is None: return list(PRELOAD)
+        import shutil   # GitPython refuses to import without the git command: preloading it then would turn warm kernels off
+        preload = [m for m in PRELOAD if m != "git" or shutil.which("git", path=env.get("PATH"))]
+        packages = {m.partition(".")[0] for m in preload}
+        if imports is None: return preload
         if not {m.partition(".")[0] for m in imports} & packages: return []
-        return list(PRELOAD) + sorted(m for m in imports - set(PRELOAD) if "." in m and m.partition(".")[0] in packages)
+        return preload + sorted(m for m in imports - set(preload) if "." in m and m.partition(".")[0] in packages)
     if value.strip().lower() in ("", "off", "0", "no", "none"): return None
     return [m.strip() for m in value.split(",") if m.strip()]
 
