@@ -419,17 +419,28 @@ def dataset_schema(
     try: return _infer_schema(df)
     except Exception: return None
 
+# %% ../nbs/01_tracking.ipynb #19fa3754
+def _same_dataset_race(
+    e:Exception, # what `mlflow.log_input` raised
+)->bool: # whether another run created the same dataset at that moment (sqlite, PostgreSQL, or through a server)
+    text = str(e)
+    return "UNIQUE constraint failed: datasets." in text or ("duplicate key" in text and "datasets" in text)
+
 # %% ../nbs/01_tracking.ipynb #d6249856
 @patch
 def log_input(self:Tracker, df, name:str, context:str="training")->Tracker:
     "Log a DataFrame as an MLflow dataset input, with a fingerprint of all its rows (tag `mlops_nb.data.<name>`)."
     import mlflow.data, warnings
+    from mlflow.exceptions import MlflowException
     digest = fingerprint(df)
     with warnings.catch_warnings():  # MLflow's schema hint about integer columns is noise for a record of inputs
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(df, name=name, digest=digest)
         if (schema := dataset_schema(df)) is not None: dataset.__dict__["schema"] = schema   # MLflow's cached property, computed quicker
-        mlflow.log_input(dataset, context=context)
+        try: mlflow.log_input(dataset, context=context)
+        except MlflowException as e:
+            if not _same_dataset_race(e): raise
+            mlflow.log_input(dataset, context=context)   # another run created the same dataset at that moment: it exists now
     return self.set_tags({f"{DATA_TAG_PREFIX}{name}": digest})
 
 # %% ../nbs/01_tracking.ipynb #f7618558
