@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #5303b6cb
 from __future__ import annotations
-import os
+import functools, os
 from pathlib import Path
 
 # %% auto #0
@@ -195,20 +195,29 @@ def _copy_atomically(src:Path, dest:Path):
     shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
 
+# %% ../nbs/00_config.ipynb #4b2677ca
+def _store_state(path:Path)->tuple:
+    "(alembic revision row, default experiment row, journal mode) of a sqlite store, read without creating it."
+    import contextlib, sqlite3
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=20)) as con:
+        return (con.execute("SELECT version_num FROM alembic_version").fetchone(),
+                con.execute("SELECT 1 FROM experiments WHERE experiment_id = 0").fetchone(),
+                con.execute("PRAGMA journal_mode").fetchone()[0])
+
+@functools.cache
+def _head_revision()->tuple:
+    "This MLflow version's alembic head, read once per process from the migrated template."
+    return _store_state(_store_template())[0]
+
 # %% ../nbs/00_config.ipynb #b5df5746
 def _ready_on_disk(
     db:Path, # a sqlite store's file
 )->bool: # whether MLflow would find it migrated, with its default experiment, in WAL mode
     "Whether `db` needs nothing from `ensure_store`: read with sqlite, without building MLflow's store."
-    import contextlib, sqlite3
-    def state(path):
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=20)) as con:   # never creates it
-            revision = con.execute("SELECT version_num FROM alembic_version").fetchone()
-            default = con.execute("SELECT 1 FROM experiments WHERE experiment_id = 0").fetchone()
-            return revision, default, con.execute("PRAGMA journal_mode").fetchone()[0]
-    try: (revision, default, journal), (head, *_) = state(db), state(_store_template())
+    import sqlite3
+    try: revision, default, journal = _store_state(db)
     except sqlite3.Error: return False
-    return revision == head and default is not None and journal == "wal"
+    return revision == _head_revision() and default is not None and journal == "wal"
 
 # %% ../nbs/00_config.ipynb #4b4e4891
 def ensure_store(
