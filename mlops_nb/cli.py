@@ -317,6 +317,14 @@ def _window(value:str):
     if n < 1: raise click.BadParameter(f"{value!r}: a window is at least 1 period")
     return n
 
+# %% ../nbs/08_cli.ipynb #e929b6e0
+def _baseline(value:str):
+    "--baseline first, champion or a number."
+    from mlops_nb.retraining import BASELINES
+    if value in BASELINES: return value
+    try: return float(value)
+    except ValueError: raise click.BadParameter(f"{value!r} is neither {' nor '.join(BASELINES)} nor a number") from None
+
 # %% ../nbs/08_cli.ipynb #94a22f7d
 def _policy_options(command):
     "The retraining policy's options, shared by `retrain` and `simulate`."
@@ -328,7 +336,11 @@ def _policy_options(command):
         click.option("--min-delta", type=click.FloatRange(0), default=0.0, show_default=True, help="A new recipe must beat the champion by more than this."),
         click.option("--cooldown", type=click.IntRange(min=0), default=0, show_default=True, help="Batches after a retrain during which none starts."),
         click.option("--max-age", type=click.IntRange(min=0), default=None,
-                     help="Also retrain when the champion's newest training period is more than N periods old  [default: the pipeline's retrain.max_age]")]):
+                     help="Also retrain when the champion's newest training period is more than N periods old  [default: the pipeline's retrain.max_age]"),
+        click.option("--baseline", type=_baseline, default="first", show_default=True, metavar="first|champion|NUMBER",
+                     help="What a drop of the metric is measured against: the loop's first champion's score, each champion's own, or a number."),
+        click.option("--refresh-tolerance", type=click.FloatRange(0), default=0.1, show_default=True,
+                     help="After a drop, refit the champion's recipe if its back-test is at most this much (relative) worse than the champion.")]):
         command = option(command)
     return command
 
@@ -342,12 +354,12 @@ def _policy_options(command):
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="With --trigger schedule: retrain every N batches.")
 @click.option("--reference", type=click.Path(exists=True), default=None, help="The champion's training data, when it has no mlops_nb.train_data tag (default: the pipeline's train product).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
-def retrain(pipeline, batch, period, trigger, windows, min_delta, cooldown, max_age, every, reference, as_json):
+def retrain(pipeline, batch, period, trigger, windows, min_delta, cooldown, max_age, baseline, refresh_tolerance, every, reference, as_json):
     "One turn of the retraining loop for cron or CI: monitor the champion on BATCH, back-test, gate, refit, promote or keep."
     from mlops_nb.retraining import RetrainLoop, RetrainPolicy
     pipeline, batch = Path(pipeline).resolve(), Path(batch).resolve()
     os.chdir(pipeline.parent if pipeline.is_file() else pipeline)  # the pipeline's project store, as its kernels see it
-    loop = RetrainLoop(pipeline, RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown, every, max_age), reference=reference)
+    loop = RetrainLoop(pipeline, RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown, every, max_age, baseline, refresh_tolerance), reference=reference)
     with loop: rec = loop.restore().step(batch, period)
     if as_json: click.echo(json.dumps(rec, default=str))
     else:
@@ -368,11 +380,11 @@ def retrain(pipeline, batch, period, trigger, windows, min_delta, cooldown, max_
 @click.option("--sample", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Fraction of flights to use (small for a quick look).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Notebooks at once (default: the number of cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per month instead of the table.")
-def simulate(workdir, from_month, to_month, trigger, windows, min_delta, cooldown, max_age, sample, jobs, as_json):
+def simulate(workdir, from_month, to_month, trigger, windows, min_delta, cooldown, max_age, baseline, refresh_tolerance, sample, jobs, as_json):
     "Replay the 2013 flights months as batches arriving one by one through the retraining loop."
     from mlops_nb.flights import REPLAY_COLUMNS, month_line, replay, replay_report
     from mlops_nb.retraining import RetrainPolicy
-    policy = RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown, max_age=max_age)
+    policy = RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown, max_age=max_age, baseline=baseline, refresh_tolerance=refresh_tolerance)
     records = replay(workdir, from_month, to_month, policy, sample=sample, jobs=jobs, on_month=None if as_json else lambda r: click.echo(month_line(r)))
     if as_json:
         for r in records: click.echo(json.dumps({k: r.get(k) for k in REPLAY_COLUMNS} | {"retrained": r["retrained"], "promoted": r["promoted"]}, default=str))

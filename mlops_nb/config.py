@@ -12,11 +12,11 @@ __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALL
            'KIND_RETRAINING', 'TAG_NOTEBOOK', 'TAG_EXECUTION', 'PAPERMILL_TAG', 'GIT_COMMIT_TAG', 'GIT_DIRTY_TAG',
            'ERROR_TAG', 'DATA_TAG_PREFIX', 'GOAL_TAG', 'TAG_PIPELINE', 'TAG_STEP', 'FOLDER_TAG', 'POINT_TAG',
            'SECONDS_TAG', 'METRIC_TAG_PREFIX', 'EVALUATION_TAG', 'REFIT_OF_TAG', 'PRIMARY_METRIC_TAG',
-           'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG', 'VERDICT_TAG',
-           'BATCH_TAG', 'MODEL_TAG', 'PROJECT_MARKERS', 'SETTINGS_FILE', 'SETTINGS_SECTIONS', 'LOCK_PREFIX',
-           'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings', 'trusted_types', 'tracking_uri',
-           'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store', 'store_client', 'is_lock_model',
-           'RegistryLock', 'store_lock']
+           'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG',
+           'BASELINE_TAG_PREFIX', 'VERDICT_TAG', 'BATCH_TAG', 'MODEL_TAG', 'PROJECT_MARKERS', 'SETTINGS_FILE',
+           'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings',
+           'trusted_types', 'tracking_uri', 'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store',
+           'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -92,6 +92,9 @@ PICKLE_TAG = "mlops_nb.loaded_with_allow_pickle"  # on a version: who loaded it 
 TRAIN_DATA_TAG = "mlops_nb.train_data"        # the file it was trained on
 RECIPE_TAG = "mlops_nb.recipe"                # window length and grid point that made it (JSON)
 TRAINED_UNTIL_TAG = "mlops_nb.trained_until"  # the newest period it was trained on
+
+# %% ../nbs/00_config.ipynb #4c73edfb
+BASELINE_TAG_PREFIX = "mlops_nb.baseline."  # + the metric's name: the score a drop of the metric is measured against
 
 # %% ../nbs/00_config.ipynb #bcf09a95
 VERDICT_TAG, BATCH_TAG, MODEL_TAG = "mlops_nb.verdict", "mlops_nb.batch", "mlops_nb.model"

@@ -4,15 +4,15 @@
 
 # %% ../nbs/06_retraining.ipynb #6aa49cd7
 from __future__ import annotations
-import copy, itertools, json
+import copy, itertools, json, math
 from dataclasses import dataclass, field, replace
 from fastcore.basics import patch
 from .config import KIND_RETRAINING, KIND_TAG, MlopsNbError, did_you_mean, store_client
 from .config import (  # the contract
-    CHALLENGER, CHAMPION, METRIC_TAG_PREFIX, POINT_TAG, RECIPE_TAG, REFIT_OF_TAG, TAG_STEP, TRAIN_DATA_TAG, TRAINED_UNTIL_TAG)
+    BASELINE_TAG_PREFIX, CHALLENGER, CHAMPION, METRIC_TAG_PREFIX, POINT_TAG, RECIPE_TAG, REFIT_OF_TAG, TAG_STEP, TRAIN_DATA_TAG, TRAINED_UNTIL_TAG)
 
 # %% auto #0
-__all__ = ['TRIGGERS', 'WINDOW_KEYS', 'RetrainPolicy', 'RetrainSpec', 'retrain_spec', 'windowed', 'RetrainLoop']
+__all__ = ['TRIGGERS', 'BASELINES', 'WINDOW_KEYS', 'RetrainPolicy', 'RetrainSpec', 'retrain_spec', 'windowed', 'RetrainLoop']
 
 # %% ../nbs/06_retraining.ipynb #a4e0321c
 TRIGGERS = ("monitor", "drift", "performance_drop", "schedule", "always")
@@ -31,6 +31,17 @@ def _check_max_age(max_age, where:str):
     if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0):
         raise MlopsNbError(f"{where}: max_age must be a whole number of periods >= 0, got {max_age!r}")
 
+# %% ../nbs/06_retraining.ipynb #5cf88bb2
+BASELINES = ("first", "champion")
+
+def _check_baseline(baseline, refresh_tolerance):
+    "A baseline (first, champion or a finite number) and a refresh tolerance (None or a finite number >= 0)."
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if baseline not in BASELINES and not number(baseline):
+        raise MlopsNbError(f"baseline must be {' or '.join(BASELINES)} or a number, got {baseline!r}{did_you_mean(str(baseline), BASELINES)}")
+    if refresh_tolerance is not None and not (number(refresh_tolerance) and refresh_tolerance >= 0):
+        raise MlopsNbError(f"refresh_tolerance must be None or a number >= 0, got {refresh_tolerance!r}")
+
 # %% ../nbs/06_retraining.ipynb #18d6243f
 @dataclass
 class RetrainPolicy:
@@ -41,12 +52,15 @@ class RetrainPolicy:
     cooldown:int=0 # batches after a retrain during which the policy does not fire
     every:int=1 # with trigger="schedule": retrain every this many batches
     max_age:int|None=None # also retrain when the champion's newest training period is more than this many periods old (default: retrain.max_age)
+    baseline:str|float="first" # what a drop of the metric is measured against: "first" (the loop's first champion's score), "champion" (each champion's own) or a number
+    refresh_tolerance:float|None=0.1 # after a drop, the champion's recipe is refit if its back-test is at most this much (relative) worse than the champion; None: never
 
     def __post_init__(self):
         if self.trigger not in TRIGGERS: raise MlopsNbError(f"unknown trigger {self.trigger!r}{did_you_mean(self.trigger, TRIGGERS)} (triggers: {', '.join(TRIGGERS)})")
         if self.windows is not None: self.windows = _check_windows(self.windows, "RetrainPolicy")
         if not self.min_delta >= 0: raise MlopsNbError(f"min_delta must be >= 0, got {self.min_delta}: a negative margin lets a worse model in")
         _check_max_age(self.max_age, "RetrainPolicy")
+        _check_baseline(self.baseline, self.refresh_tolerance)
         if self.every < 1 or self.cooldown < 0: raise MlopsNbError(f"every must be >= 1 and cooldown >= 0, got {self.every}, {self.cooldown}")
 
 # %% ../nbs/06_retraining.ipynb #b3ea6dbf
@@ -252,6 +266,20 @@ def _pipeline_train_data(pipeline)->str|None:
     path = next((pipeline.root/s.products["train"] for s in pipeline.steps if "train" in s.products), None)
     return str(path) if path and path.exists() else None
 
+# %% ../nbs/06_retraining.ipynb #49bedb74
+@patch
+def baseline_score(self:RetrainLoop, champ)->float|None:
+    "The score a drop of the metric is measured against while `champ` serves (see `RetrainPolicy.baseline`)."
+    if not isinstance(self.policy.baseline, str): return float(self.policy.baseline)
+    client = store_client(self.pipeline.root)
+    judged = client.get_model_version(self.name, champ.tags[REFIT_OF_TAG]) if REFIT_OF_TAG in champ.tags else champ
+    own = judged.tags.get(METRIC_TAG_PREFIX + self.spec.metric)
+    if self.policy.baseline == "champion": return float(own) if own else None
+    key = BASELINE_TAG_PREFIX + self.spec.metric
+    kept = client.get_registered_model(self.name).tags.get(key)
+    if kept is None and own is not None: client.set_registered_model_tag(self.name, key, kept := own)   # the first champion's
+    return float(kept) if kept else None
+
 # %% ../nbs/06_retraining.ipynb #c41aaad4
 @patch
 def monitor(self:RetrainLoop, champ):
@@ -260,11 +288,10 @@ def monitor(self:RetrainLoop, champ):
     if champ.version not in self._monitors:
         reference = champ.tags.get(TRAIN_DATA_TAG) or self.reference or _pipeline_train_data(self.pipeline)
         if reference is None: raise MlopsNbError(f"no reference data for {self.name} v{champ.version}: pass reference=... (the data it was trained on)")
-        judged = store_client().get_model_version(self.name, champ.tags[REFIT_OF_TAG]) if REFIT_OF_TAG in champ.tags else champ
-        score = judged.tags.get(METRIC_TAG_PREFIX + self.spec.metric)
+        score = self.baseline_score(champ)
         self._monitors[champ.version] = Monitor(reference, model=f"models:/{self.name}/{champ.version}", target=self.spec.target,
                                                 metric=self.spec.metric, mode=self.spec.mode, root=self.pipeline.root,
-                                                baseline={self.spec.metric: float(score)} if score else None, **self.monitor_settings)
+                                                baseline=None if score is None else {self.spec.metric: score}, **self.monitor_settings)
     return self._monitors[champ.version]
 
 # %% ../nbs/06_retraining.ipynb #9aa128a0
@@ -330,6 +357,22 @@ def refit(self:RetrainLoop,
     client.set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(best["version"], best["window"]))
     return version
 
+# %% ../nbs/06_retraining.ipynb #ed792885
+@patch
+def refreshable(self:RetrainLoop,
+                candidates:list[dict], # the back-test's candidates
+                recipe:str|None, # the champion's recipe (its mlops_nb.recipe tag)
+                held:float, # the champion's score on the batch
+                direction:str, # "min" or "max"
+               )->dict|None: # the candidate of the champion's recipe, or None
+    "The back-test of the champion's own recipe, if it is within `refresh_tolerance` of the champion on the batch."
+    tol = self.policy.refresh_tolerance
+    if tol is None or not recipe: return None
+    mine = next((c for c in candidates if self.recipe(c["version"], c["window"]) == recipe), None)
+    if mine is None or not math.isfinite(mine["score"]): return None
+    limit = held + abs(held) * tol if direction == "min" else held - abs(held) * tol
+    return mine if (mine["score"] <= limit if direction == "min" else mine["score"] >= limit) else None
+
 # %% ../nbs/06_retraining.ipynb #838c461a
 @patch
 def start(self:RetrainLoop,
@@ -340,14 +383,19 @@ def start(self:RetrainLoop,
     from mlops_nb.registry import promote
     length = length or self.windows[0]
     version = self.train(self.spec.window_params(period - 1, period, length))
-    store_client().set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(version, length))
+    client = store_client()
+    client.set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(version, length))
+    score = client.get_model_version(self.name, version).tags.get(METRIC_TAG_PREFIX + self.spec.metric)
+    if score is not None: client.set_registered_model_tag(self.name, BASELINE_TAG_PREFIX + self.spec.metric, score)   # a new loop's standard
     promote(self.name, version, force=True, reason=f"the loop's first champion, trained on the window before period {period}")
     return version
 
 # %% ../nbs/06_retraining.ipynb #46348d3c
 @patch
-def decide(self:RetrainLoop, X, y, period:int, why:str)->dict:
-    "Back-test, gate the best recipe against the champion, refit and promote it when it passes."
+def decide(self:RetrainLoop, X, y, period:int, why:str,
+           dropped:bool=False, # the monitor saw a drop of the metric on this batch (a refresh may then be let in)
+          )->dict:
+    "Back-test, gate the best recipe against the champion, refit and promote it when it passes; after a drop, maybe refresh."
     from mlops_nb.metrics import better, goal
     from mlops_nb.registry import champion, promote, record_event
     direction = goal(self.spec.metric, self.spec.mode, root=self.pipeline.root)
@@ -360,6 +408,8 @@ def decide(self:RetrainLoop, X, y, period:int, why:str)->dict:
            "score_champion": held, "candidates": [{k: c[k] for k in ("window", "version", "score")} for c in candidates]}
     reason = f"retraining after period {period}: {why}"
     if not (better(best["score"], held, direction, self.policy.min_delta) or (own and not better(held, best["score"], direction))):
+        fresh = self.refreshable(candidates, champ.tags.get(RECIPE_TAG), held, direction) if dropped else None
+        if fresh: return rec | self.refresh(fresh, period, held, reason)
         record_event(self.name, "refused", alias=CHAMPION, to=best["version"], metric=self.spec.metric, candidate=best["score"],
                      champion=held, mode=direction, reason=reason, **{"from": int(champ.version)})
         return rec | {"decision": "refused"}
@@ -369,13 +419,29 @@ def decide(self:RetrainLoop, X, y, period:int, why:str)->dict:
     return rec | {"refit_version": refit, "decision": "promoted" if event["action"] == "promote" else event["action"],
                   "promoted": event["action"] == "promote"}
 
+# %% ../nbs/06_retraining.ipynb #7d31babd
+@patch
+def refresh(self:RetrainLoop,
+            fresh:dict, # the back-test of the champion's recipe (from `refreshable`)
+            period:int, # the batch's period
+            held:float, # the champion's score on the batch
+            reason:str, # why the loop retrained
+           )->dict: # the decision's fields
+    "Refit the champion's recipe on the newest window and promote it after a drop, recorded as forced with the evidence."
+    from mlops_nb.registry import promote
+    refit = self.refit(fresh, period)
+    promote(self.name, refit, force=True, reason=f"{reason} (refresh after a drop of {self.spec.metric}: the champion's recipe scored "
+            f"{fresh['score']:.6g} on the batch against {held:.6g} for the champion, within refresh_tolerance {self.policy.refresh_tolerance:g})")
+    return {"window": fresh["params"], "challenger_version": fresh["version"], "score_challenger": fresh["score"],
+            "refit_version": refit, "decision": "refreshed", "promoted": True}
+
 # %% ../nbs/06_retraining.ipynb #9fbd3982
 @patch
-def retrain(self:RetrainLoop, X, y, period:int, why:str)->dict:
+def retrain(self:RetrainLoop, X, y, period:int, why:str, dropped:bool=False)->dict:
     "The decision; a failed training run is recorded, not raised."
     from mlops_nb.pipeline import PipelineFailed
     from mlops_nb.registry import PromotionRefused, record_event
-    try: return self.decide(X, y, period, why)
+    try: return self.decide(X, y, period, why, dropped)
     except PromotionRefused as e: return {"retrained": True, "decision": "refused", "error": str(e)[:1000]}
     except (PipelineFailed, MlopsNbError) as e:
         error = str(e).splitlines()[0][:1000]
@@ -434,7 +500,7 @@ def step(self:RetrainLoop,
            "challenger_version": None, "refit_version": None, "score_challenger": None, "score_champion": None, "error": None}
     if fire:
         self.last_retrain = self.batches
-        rec |= self.retrain(batch.drop(columns=[self.spec.target]), batch[self.spec.target], period, why)
+        rec |= self.retrain(batch.drop(columns=[self.spec.target]), batch[self.spec.target], period, why, report.verdict == "performance_drop")
     rec["run_id"] = self.log_decision(rec)
     self.records.append(rec)
     return rec

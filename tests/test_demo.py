@@ -42,10 +42,10 @@ def test_demo_runs_the_pipeline_and_the_retraining_replay_then_both_again_from_t
     months = replay_months(first.stdout)                                 # the retraining loop over the rest of the year
     assert [int(m[0]) for m in months] == list(range(2, 13))
     for (_, champ, *_, decision, challenger, refit), after in zip(months, months[1:]):   # a month is served by the champion
-        assert after[1] == ((refit or challenger) if decision == "promoted" else champ)    # chosen the month before: the refit
+        assert after[1] == ((refit or challenger) if decision in ("promoted", "refreshed") else champ)   # chosen the month before: the refit
     retrains = sum(m[6] != "kept" for m in months)
     assert 0 < retrains < 11 and all(m[6] == "kept" for m in months if m[5] == "ok")   # it fires on drift, a drop or staleness only
-    assert all(m[8] for m in months if m[6] == "promoted")                             # what it promotes is a refit
+    assert all(m[8] for m in months if m[6] in ("promoted", "refreshed"))              # what it promotes is a refit
     served_rmse, frozen_rmse, baseline_rmse = map(float, re.search(
         r"mean RMSE ([\d.]+) min served by the loop vs ([\d.]+) min for the frozen first model and ([\d.]+) min", first.stdout).groups())
     assert served_rmse < frozen_rmse

@@ -57,3 +57,24 @@ def test_the_windows_of_a_back_test_train_at_once_and_one_that_fails_leaves_the_
     done = plan(loop.window_pipeline(real(3, 4, 1)))
     assert done[done.step.isin(["prepare", "vectorize", "train"])].cached.all(), done   # the good window ran to its end
     loop.close()
+
+def test_after_a_drop_the_champions_recipe_is_refreshed_though_the_old_champion_wins_the_batch(project, monkeypatch):
+    """The flights' spring: a champion trained on March predicts May better than any model trained on April, yet June far
+    worse than one trained on May. May's batch shows a drop against the first champion's score; the champion's recipe,
+    back-tested within the tolerance of it, is refit on May and promoted (recorded as forced, with the evidence)."""
+    from mlops_nb.registry import champion, history
+    work = project/"sim"
+    copy_template(work, "flights")
+    monkeypatch.chdir(work)
+    loop = RetrainLoop(work/"pipeline.yaml", RetrainPolicy(trigger="monitor", windows=[1], max_age=None), jobs=2)
+    loop.spec.grid = {"train": {"model": [{"family": "ridge", "alpha": 10.0}]}}   # all flights of a month: the season shows
+    first = loop.start(4)                                          # trained on March, validated on April
+    may = loop.step(month_batch(5))
+    assert may["verdict"] == "performance_drop" and may["decision"] == "refreshed", may
+    assert may["score_champion"] < may["score_challenger"] <= may["score_champion"] * 1.1   # the old champion won May, narrowly
+    refit = champion("flights")
+    assert int(refit.version) == may["refit_version"] != first and refit.tags["mlops_nb.trained_until"] == "5"
+    assert refit.tags["mlops_nb.recipe"] == loop.recipe(may["challenger_version"], 1)    # the champion's own recipe
+    event = history("flights").iloc[-1]
+    assert event.action == "forced" and "refresh after a drop of rmse" in event.reason
+    loop.close()
