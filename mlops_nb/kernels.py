@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_kernels.ipynb #ffaee839
 from __future__ import annotations
-import fnmatch, json, os, select, signal, socket, subprocess, sys, threading, time, warnings
+import fnmatch, gc, json, os, select, signal, socket, subprocess, sys, threading, time, warnings
 from collections import Counter
 from pathlib import Path
 
@@ -259,6 +259,7 @@ class ZygoteServer:
             return self.drop(conn)
         request["env"] = {**{k: v for k, v in os.environ.items() if self.env.get(k) != v}, **request["env"]}  # set by imports
         for stream in (sys.stdout, sys.stderr): stream.flush()
+        gc.freeze()  # the preloaded objects: a kernel's collections (one at every exit) no longer walk them
         pid = os.fork()
         if pid == 0: _become_kernel(request, streams, [self.listener, self.wake, self.wake_w, *(c for c, _ in self.conns.values())])
         for fd in streams: os.close(fd)

@@ -95,12 +95,12 @@ def test_a_warm_task_gives_the_notebook_and_the_run_of_a_cold_one(project):
     assert warm_run.info.status == cold_run.info.status == "FINISHED"
     assert gone(mark) == []
 
-LEAK = """import builtins, json, os, random, sys
+LEAK = """import builtins, gc, json, os, random, sys
 import numpy as np, pandas as pd, sklearn, mlops_nb.tracking as tracking
 seen = {'env': os.environ.get('LEAKED'), 'pandas': getattr(pd, 'leaked', None), 'builtins': getattr(builtins, 'leaked', None),
         'sklearn': sklearn.get_config()['assume_finite'], 'tracking': getattr(tracking, 'leaked', None),
         'modules': 'leaked_module' in sys.modules, 'np': np.random.rand(), 'random': random.random(),
-        'pid': os.getpid(), 'ppid': os.getppid(), 'parent': os.environ['JPY_PARENT_PID']}
+        'pid': os.getpid(), 'ppid': os.getppid(), 'parent': os.environ['JPY_PARENT_PID'], 'frozen': gc.get_freeze_count()}
 open(probe, 'a').write(json.dumps(seen) + '\\n')
 os.environ['LEAKED'] = pd.leaked = builtins.leaked = tracking.leaked = str(i)
 sklearn.set_config(assume_finite=True); np.random.seed(0); random.seed(0); sys.modules['leaked_module'] = sys"""
@@ -151,6 +151,7 @@ def test_no_state_crosses_tasks_and_a_killed_runner_leaves_no_process(project):
     for s in seen:   # what every earlier task changed is invisible to the later ones
         assert (s["env"], s["pandas"], s["builtins"], s["sklearn"], s["tracking"], s["modules"]) == (None, None, None, False, None, False)
     assert len({s["pid"] for s in seen}) == 4                                   # a kernel per task
+    assert all(s["frozen"] > 10_000 for s in seen)           # the zygote's objects are left out of the kernels' collections
     assert len({s["np"] for s in seen}) == 4 and len({s["random"] for s in seen}) == 4  # and fresh random state
 
 # In-process: papermill with the mlops_nb engine, as a papermill loop would use it.
