@@ -12,9 +12,9 @@ from .config import MlopsNbError, cache_dir
 
 # %% auto #0
 __all__ = ['FEATURES', 'TARGET', 'MIN_MPH', 'MAX_MPH', 'TRUSTED_TYPES', 'DEFAULT_GRID', 'REPLAY_COLUMNS', 'flights_file',
-           'load_flights', 'clean', 'FlightRecords', 'regressor', 'assemble', 'make_model', 'rmse_mae', 'check_window',
-           'sweep', 'month_batch', 'refit_baseline', 'replay', 'replay_summary', 'replay_table', 'month_line',
-           'plot_replay', 'demo_summary', 'replay_report', 'demo']
+           'load_flights', 'clean', 'FlightRecords', 'regressor', 'fit_regressor', 'assemble', 'make_model', 'rmse_mae',
+           'check_window', 'sweep', 'month_batch', 'refit_baseline', 'replay', 'replay_summary', 'replay_table',
+           'month_line', 'plot_replay', 'demo_summary', 'replay_report', 'demo']
 
 # %% ../nbs/10_flights.ipynb #d09be579
 FEATURES = ["origin", "dest", "carrier", "distance"]
@@ -75,8 +75,8 @@ class FlightRecords(TransformerMixin, BaseEstimator):
     "Flight table rows -> dicts of route, carrier and distance, for a DictVectorizer."
     def fit(self, X, y=None): return self
     def transform(self, X):
-        route = X["origin"].astype(str) + "_" + X["dest"].astype(str)
-        return [{"route": r, "carrier": c, "distance": float(d)} for r, c, d in zip(route, X["carrier"], X["distance"])]
+        route = (X["origin"].astype(str) + "_" + X["dest"].astype(str)).tolist()   # lists: iterating Arrow strings is 5x slower
+        return [{"route": r, "carrier": c, "distance": d} for r, c, d in zip(route, X["carrier"].tolist(), X["distance"].astype(float).tolist())]
 
 # skops loads only these beyond its defaults. The tree storage of the forest is on skops' list of types to review: its
 # node indices are not bounds-checked, so a forged file could crash predict. Our models come from our own runs.
@@ -96,6 +96,17 @@ def regressor(
     if family == "forest": hyper = {"random_state": 0} | hyper   # the same data gives the same forest: re-runs agree
     try: return getattr(module, _FAMILIES[family])(**hyper)
     except TypeError as e: raise MlopsNbError(f"bad hyper-parameter for {family}: {e}") from None
+
+# %% ../nbs/10_flights.ipynb #1dc72f7f
+def fit_regressor(
+    model:dict, # a grid point: its family and hyper-parameters, e.g. {"family": "ridge", "alpha": 1.0}
+    X, # the vectorized training rows (a dense one-hot matrix)
+    y, # their labels
+): # the fitted regressor
+    "Fit a regressor of the point's family; a forest learns from the sparse form of `X` (the same trees, twice as fast)."
+    from scipy.sparse import csc_matrix
+    family, hyper = model.get("family", "ridge"), {k: v for k, v in model.items() if k != "family"}
+    return regressor(family, **hyper).fit(csc_matrix(X) if family == "forest" else X, y)
 
 # %% ../nbs/10_flights.ipynb #8a024ea5
 def assemble(
