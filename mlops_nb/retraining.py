@@ -268,7 +268,9 @@ def _pipeline_train_data(pipeline)->str|None:
 
 # %% ../nbs/06_retraining.ipynb #49bedb74
 @patch
-def baseline_score(self:RetrainLoop, champ)->float|None:
+def baseline_score(self:RetrainLoop, champ,
+                   first:bool=False, # `champ` starts the loop: its score becomes the baseline kept on the model
+                  )->float|None:
     "The score a drop of the metric is measured against while `champ` serves (see `RetrainPolicy.baseline`)."
     if not isinstance(self.policy.baseline, str): return float(self.policy.baseline)
     client = store_client(self.pipeline.root)
@@ -276,7 +278,7 @@ def baseline_score(self:RetrainLoop, champ)->float|None:
     own = judged.tags.get(METRIC_TAG_PREFIX + self.spec.metric)
     if self.policy.baseline == "champion": return float(own) if own else None
     key = BASELINE_TAG_PREFIX + self.spec.metric
-    kept = client.get_registered_model(self.name).tags.get(key)
+    kept = None if first else client.get_registered_model(self.name).tags.get(key)
     if kept is None and own is not None: client.set_registered_model_tag(self.name, key, kept := own)   # the first champion's
     return float(kept) if kept else None
 
@@ -366,12 +368,12 @@ def refreshable(self:RetrainLoop,
                 direction:str, # "min" or "max"
                )->dict|None: # the candidate of the champion's recipe, or None
     "The back-test of the champion's own recipe, if it is within `refresh_tolerance` of the champion on the batch."
+    from mlops_nb.metrics import better
     tol = self.policy.refresh_tolerance
     if tol is None or not recipe: return None
     mine = next((c for c in candidates if self.recipe(c["version"], c["window"]) == recipe), None)
     if mine is None or not math.isfinite(mine["score"]): return None
-    limit = held + abs(held) * tol if direction == "min" else held - abs(held) * tol
-    return mine if (mine["score"] <= limit if direction == "min" else mine["score"] >= limit) else None
+    return None if better(held, mine["score"], direction, abs(held) * tol) else mine   # the champion wins by more than the tolerance
 
 # %% ../nbs/06_retraining.ipynb #838c461a
 @patch
@@ -385,8 +387,7 @@ def start(self:RetrainLoop,
     version = self.train(self.spec.window_params(period - 1, period, length))
     client = store_client()
     client.set_model_version_tag(self.name, version, RECIPE_TAG, self.recipe(version, length))
-    score = client.get_model_version(self.name, version).tags.get(METRIC_TAG_PREFIX + self.spec.metric)
-    if score is not None: client.set_registered_model_tag(self.name, BASELINE_TAG_PREFIX + self.spec.metric, score)   # a new loop's standard
+    self.baseline_score(client.get_model_version(self.name, version), first=True)   # a new loop's standard
     promote(self.name, version, force=True, reason=f"the loop's first champion, trained on the window before period {period}")
     return version
 
