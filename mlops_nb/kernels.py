@@ -356,7 +356,8 @@ class ColdKernelWarning(RuntimeWarning):
     "Warm kernels are off for this zygote: kernels start cold (slower, same results)."
 
 LATE_ENV = ("MLOPS_NB_*", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
-            "MLFLOW_RUN_ID", "MLFLOW_RUN_CONTEXT", "JPY_SESSION_NAME", "PWD", "OLDPWD")  # read when used, never at import
+            "MLFLOW_RUN_ID", "MLFLOW_RUN_CONTEXT", "JPY_SESSION_NAME", "PWD", "OLDPWD",  # read when used, never at import
+            "_MLFLOW_TELEMETRY_SESSION_ID")  # MLflow sets and unsets it in the runner as its telemetry comes and goes: a label only
 
 # %% ../nbs/01a_kernels.ipynb #7dd7e5db
 class Zygote:
