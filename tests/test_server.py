@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor, TimeoutError as FuturesTimeou
 import pytest
 from conftest import BIN, server_mode, store_runs, write_notebook
 
+@pytest.mark.same_on_every_store
 def test_bad_backend_port_and_artifacts_are_refused_before_anything_starts(tmp_path):
     from mlops_nb.server import start_server, free_port, MlopsNbError
     with pytest.raises(MlopsNbError, match="not a database URL"): start_server("http://127.0.0.1:5000", tmp_path)
@@ -21,6 +22,7 @@ def test_bad_backend_port_and_artifacts_are_refused_before_anything_starts(tmp_p
             start_server(f"sqlite:///{tmp_path}/mlflow.db", tmp_path/"artifacts", port=busy.getsockname()[1])
     assert not list(tmp_path.glob("mlops_nb-server-*.log"))  # nothing was started
 
+@pytest.mark.same_on_every_store
 def test_a_missing_postgres_driver_names_the_extra(tmp_path):
     "A Python without psycopg2 (hidden from this child process) is told which extra to install."
     code = ("import sys; sys.modules['psycopg2'] = sys.modules['psycopg'] = None\n"
@@ -118,6 +120,7 @@ def _running(pid:int)->bool:
     try: return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError: return False
 
+@pytest.mark.same_on_every_store
 def test_sigterm_stops_mlflow_server_and_its_children_and_exits_143(tmp_path):
     "`mlops-nb server` stopped the way systemd, docker and `kill` stop it; its database URL is on no command line."
     from mlops_nb.server import free_port, _descendants
