@@ -23,7 +23,7 @@ test: $(BIN)/mlops-nb  ## notebooks and library in sync, notebook tests (execute
 	  test "$$before" = "$$after" || { git status --short -- nbs mlops_nb; \
 	  echo "nbdev_clean/nbdev_export changed nbs/ or mlops_nb/: notebooks and library were out of sync; commit the result"; exit 1; }
 	$(BIN)/python tools/build_docs.py --jobs 2
-	$(BIN)/python -m pytest tests/ --ignore=tests/test_maturity_browser.py -n 2 --dist loadgroup --no-loadscope-reorder --durations=15
+	$(BIN)/python -m pytest tests/ --ignore=tests/test_maturity_browser.py -n 2 --dist load --durations=15
 
 test-browser: $(BIN)/mlops-nb  ## the real-browser widget test: installs chromium (apt) if missing, then JupyterLab + Playwright
 	.ci/install-browser
@@ -32,7 +32,7 @@ test-browser: $(BIN)/mlops-nb  ## the real-browser widget test: installs chromiu
 test-server: $(BIN)/mlops-nb  ## the tracking/registry/pipeline suites + test_server.py on a real mlflow server over a throwaway PostgreSQL
 	@trap '.ci/postgres stop' EXIT; url=$$(.ci/postgres start) && \
 	  MLOPS_NB_TEST_POSTGRES=$$url $(BIN)/python -m pytest tests/test_tracking_papermill.py tests/test_registry.py \
-	    tests/test_pipeline.py tests/test_server.py -n 2 --dist loadgroup --no-loadscope-reorder --durations=12
+	    tests/test_pipeline.py tests/test_server.py -n 2 --dist load --durations=12
 
 docs: $(BIN)/mlops-nb  ## the manual: every notebook executed and rendered to _docs/*.html (offline: execnb + nbconvert), index _docs/manual.html
 	$(BIN)/python tools/build_docs.py

@@ -124,7 +124,7 @@ SLOWEST = ("test_demo.py", "test_dask.py", "test_templates.py", "test_security_s
            "test_registry.py", "test_any_project.py")   # measured (60-190 s each)
 
 def pytest_collection_modifyitems(items):
-    """The slowest files first (`--dist loadgroup --no-loadscope-reorder` keeps this order): the two workers take the
+    """The slowest files first: with `--dist load` (tests handed out one by one, in this order) the two workers take the
     long tests early and end together, instead of one of them running the demo alone at the end."""
     items.sort(key=lambda item: SLOWEST.index(item.path.name) if item.path.name in SLOWEST else len(SLOWEST))
     if POSTGRES:

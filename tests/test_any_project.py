@@ -10,7 +10,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-pytestmark = pytest.mark.xdist_group("any_project")   # the tests share module fixtures: one worker runs them all
 
 X, y = load_wine(return_X_y=True, as_frame=True)
 TRAIN, TEST = slice(0, None, 2), slice(1, None, 2)

@@ -8,7 +8,6 @@ import pandas as pd, pytest, yaml
 from conftest import inside_project, store_runs, write_notebook
 from mlops_nb.config import MlopsNbError
 from mlops_nb.pipeline import PipelineFailed, grid_table, run_pipeline
-pytestmark = pytest.mark.xdist_group("dask")   # the tests share module fixtures: one worker runs them all
 
 pytest.importorskip("distributed")
 from mlops_nb.dask_executor import DaskExecutor

@@ -6,7 +6,6 @@ import json, os, re, signal, subprocess, sys, time, uuid
 from pathlib import Path
 import nbformat, pytest, yaml
 from conftest import BIN, run, store_runs, write_notebook
-pytestmark = pytest.mark.xdist_group("kernels")   # the tests share module fixtures: one worker runs them all
 
 def marked(mark:str)->list[int]:
     "Processes whose environment holds KERNELS_TEST_MARK=mark: the runner, the zygote, kernels."

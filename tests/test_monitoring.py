@@ -5,7 +5,6 @@ import pytest
 from conftest import store_runs
 from mlops_nb.config import KIND_TAG, KIND_MONITORING, PREDICTION_LOG, MlopsNbError
 from mlops_nb.monitoring import Monitor, drift, dataset_drift, performance, read_predictions, join_labels, history
-pytestmark = pytest.mark.xdist_group("monitoring")   # the tests share module fixtures: one worker runs them all
 
 # ------------------------------------------------------------------ the flights: a January model through the year
 @pytest.fixture(scope="module")

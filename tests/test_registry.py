@@ -3,7 +3,6 @@ import json, subprocess, sys, time
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from conftest import BIN, POSTGRES, inside_project, run
-pytestmark = pytest.mark.xdist_group("registry")   # the tests share module fixtures: one worker runs them all
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):

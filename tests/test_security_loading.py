@@ -5,7 +5,6 @@ import os, pickle, shutil, uuid
 from pathlib import Path
 import pytest, yaml
 from hypothesis import given, settings, strategies as st, HealthCheck
-pytestmark = pytest.mark.xdist_group("security_loading")   # the tests share module fixtures: one worker runs them all
 
 class Payload:
     "Unpickling this makes the folder `marker`."

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from conftest import inside_project
 from test_serving import Server
-pytestmark = pytest.mark.xdist_group("security_serving")   # the tests share module fixtures: one worker runs them all
 
 httpx = pytest.importorskip("httpx")
 ROW = {"origin": "JFK", "dest": "LAX", "carrier": "AA", "distance": 2475}

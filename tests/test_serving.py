@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from conftest import inside_project
-pytestmark = pytest.mark.xdist_group("serving")   # the tests share module fixtures: one worker runs them all
 
 httpx = pytest.importorskip("httpx")
 REPO = Path(__file__).resolve().parents[1]
