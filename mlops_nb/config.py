@@ -332,14 +332,9 @@ class RegistryLock:
         return self
 
     def _create(self, client)->bool:
-        from mlflow.exceptions import MlflowException
         import time
-        try: client.create_registered_model(self.name, tags={KIND_TAG: "lock", "holder": _holder(), "since": repr(time.time()), "token": self.token},
-                                            description="a lock held by mlops_nb while it moves an alias; deleted on release")
-        except MlflowException as e:
-            if e.error_code == "RESOURCE_ALREADY_EXISTS": return False
-            raise
-        return True
+        return self._claim(client, self.name, {"holder": _holder(), "since": repr(time.time()), "token": self.token},
+                           "a lock held by mlops_nb while it moves an alias; deleted on release")
 
     def _current(self, client):
         "The lock model as it is now, or None when nobody holds it."
@@ -367,12 +362,12 @@ class RegistryLock:
         try: self._delete_if_held_by(client, model.tags.get("token"))
         finally: client.delete_registered_model(marker)
 
-    def _claim(self, client, name:str)->bool:
+    def _claim(self, client, name:str, tags:dict|None=None, description:str|None=None)->bool:
         "Create registered model `name` (atomic in the registry); False when it exists."
         from mlflow.exceptions import MlflowException
-        try: client.create_registered_model(name, tags={KIND_TAG: "lock"})
-        except MlflowException as e:
-            if e.error_code == "RESOURCE_ALREADY_EXISTS": return False
+        try: client.create_registered_model(name, tags={KIND_TAG: "lock", **(tags or {})}, description=description)
+        except MlflowException as e:   # MLflow looks the model up to say it exists: gone by then, it says it does not
+            if e.error_code in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"): return False
             raise
         return True
 
