@@ -15,6 +15,7 @@ def demo(workdir:Path)->tuple[float, float]:
         for line in p.stdout:
             if pipeline is None and line.startswith("retraining loop"): pipeline = time.perf_counter() - t
     assert p.returncode == 0, f"mlops-nb demo exited {p.returncode}:\n{err.read_text()[-3000:]}"
+    assert pipeline is not None, "mlops-nb demo printed no 'retraining loop' line: was the replay turned off?"
     return time.perf_counter() - t, pipeline
 
 def kernel_overhead(tmp:Path, n=5)->float:
