@@ -123,11 +123,22 @@ def _shadowed(
             return f"{os.path.join(cwd, entry)} would shadow the preloaded module {stem}"
     return None
 
+# %% ../nbs/01a_kernels.ipynb #0b3dfb96
+def _join_control(
+    app, # the kernel's IPKernelApp
+):
+    "Stop the kernel's control thread and wait for it, its last flush included (registered to run before IOPub stops)."
+    thread = getattr(app, "control_thread", None)
+    if thread is not None and thread.is_alive():
+        thread.stop()
+        thread.join()
+
 # %% ../nbs/01a_kernels.ipynb #89ae4fd6
 _KERNEL_HOOKS = {"ipywidgets": "_handle_ipython"}  # what these modules do at import when they find a kernel
 
 def _after_kernel_init():
-    "Once the kernel app is initialized, run what preloaded modules would have done at import in a running kernel."
+    "Once the kernel app is initialized, run what preloaded modules would have done at import in a running kernel, and order its exit."
+    import atexit
     from ipykernel.kernelapp import IPKernelApp
     initialize = IPKernelApp.initialize
     def init_then_hooks(self, *args, **kwargs):
@@ -135,6 +146,7 @@ def _after_kernel_init():
         initialize(self, *args, **kwargs)
         for module, hook in _KERNEL_HOOKS.items():
             if module in sys.modules: getattr(sys.modules[module], hook)()
+        atexit.register(_join_control, self)
     IPKernelApp.initialize = init_then_hooks
 
 # %% ../nbs/01a_kernels.ipynb #e220930d

@@ -212,6 +212,30 @@ def test_a_killed_or_interrupted_warm_kernel_ends_the_task_as_a_cold_one(here, m
     assert interrupted[0] == interrupted[1] and interrupted[0][0] == "KeyboardInterrupt"
     assert gone(mark, within=10) == []
 
+# ipykernel's shutdown race, made certain instead of 1 kernel in 10: the control thread flushes stdout after answering
+# `shutdown_request` (here 0.3 s late), and the IOPub thread, stopped by the main thread's `close`, lingers after closing
+# its sockets (here 0.6 s), so that the flush finds the thread alive but no one reading its pipe.
+RACE = """import sys, threading, time
+def late_flush(flush=sys.stdout.flush, threading=threading, time=time):  # defaults: IPython empties the namespace first
+    if threading.current_thread().name == "Control": time.sleep(0.3)
+    flush()
+sys.stdout.flush = late_flush
+def close_then_linger(*args, close=sys.stdout.pub_thread.io_loop.close, time=time, **kwargs):
+    close(*args, **kwargs)
+    time.sleep(0.6)
+sys.stdout.pub_thread.io_loop.close = close_then_linger"""
+
+def test_a_warm_kernel_ends_by_itself_when_its_last_flush_comes_late(here, monkeypatch):
+    "Without `_join_control` the kernel hangs in `close` until jupyter_client sends SIGTERM (exit -15)."
+    from jupyter_client.manager import KernelManager
+    from mlops_nb.kernels import Zygote
+    monkeypatch.setattr(KernelManager.shutdown_wait_time, "default_value", 120.0)  # SIGTERM after 60 s, not 2.5: a busy machine's margin
+    notebook = write_notebook(here/"late.ipynb", RACE, "print('done')")
+    with Zygote(preload=[]) as z:
+        execute(notebook, z)
+        assert z.warm == 1 and not z.cold
+        assert [k.wait(timeout=60) for k in z.kernels] == [0]
+
 FATES = {  # a zygote that ... : (module it preloads, what the warning says)
     "was killed": (None, "the kernel zygote exited with code -9"),
     "crashed while preloading": ("import os; os._exit(3)", "the kernel zygote exited with code 3"),
