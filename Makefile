@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONUNBUFFERED := 1
+export PYTHONDONTWRITEBYTECODE :=  # byte-compile the project's modules once: where the machine sets it, every kernel recompiled them (~0.1 s each)
 export PATH := $(abspath $(BIN)):$(PATH)
 # a digest of the notebooks and the library, to check that nbdev_clean + nbdev_export change nothing
 SYNC_DIGEST = find nbs mlops_nb -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha1sum | sha1sum
