@@ -98,10 +98,10 @@ def register(experiment, metric, name, mode, filter_, then_promote):
     if then_promote: _promote(mv.name, int(mv.version), CHAMPION, metric, mode, 0.0, False, "cli register --promote")
 
 # %% ../nbs/08_cli.ipynb #5714b4f9
-def _promote(name:str, version:int, alias:str, metric, mode, min_delta:float, force:bool, reason:str):
+def _promote(name:str, version:int, alias:str, metric, mode, min_delta:float, force:bool, reason:str, allow_pickle:bool=False):
     "Promote and print the move, or print the refusal with both scores and exit 1."
     from mlops_nb.registry import promote as do_promote, PromotionRefused
-    try: event = do_promote(name, version, alias, metric, mode, min_delta, force=force, reason=reason)
+    try: event = do_promote(name, version, alias, metric, mode, min_delta, force=force, reason=reason, allow_pickle=allow_pickle)
     except PromotionRefused as e:
         click.echo(f"refused: {e}", err=True)
         sys.exit(1)
@@ -128,11 +128,12 @@ def models(name, as_json):
 @click.option("--metric", default=None, help="The metric that decides (default: the model's primary metric).")
 @click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="Lower or higher is better  [default: the metric's recorded or known direction]")
 @click.option("--min-delta", type=click.FloatRange(0), default=0.0, show_default=True, help="The candidate must be better by more than this.")
-@click.option("--force", is_flag=True, help="Skip the gate (recorded as forced).")
+@click.option("--force", is_flag=True, help="Skip the comparison of scores (recorded as forced).")
+@click.option("--allow-pickle", is_flag=True, help="Let a model stored in a format that can run code hold the alias (recorded).")
 @click.option("--reason", default="", help="Why, for the history.")
-def promote(name, version, alias, metric, mode, min_delta, force, reason):
+def promote(name, version, alias, metric, mode, min_delta, force, reason, allow_pickle):
     "Move ALIAS of NAME to VERSION if it beats the current holder."
-    _promote(name, version, alias, metric, mode, min_delta, force, reason or "cli")
+    _promote(name, version, alias, metric, mode, min_delta, force, reason or "cli", allow_pickle)
 
 # %% ../nbs/08_cli.ipynb #7905cf40
 @main.command(epilog=examples("mlops-nb history wine", "mlops-nb history wine --alias champion --json"))

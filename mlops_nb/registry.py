@@ -299,7 +299,7 @@ def promote(
     mode:str|None=None, # "min" or "max" (default: the metric's recorded, declared or known direction; must agree with them)
     min_delta:float=0.0, # the candidate must be better by more than this (>= 0)
     evaluation_data=None, # (X, y) or (DataFrame, target column): score both models on it now
-    force:bool=False, # skip the gate; recorded as forced
+    force:bool=False, # skip the comparison of scores (the format check stays); recorded as forced
     reason:str="", # why, for the history
     evidence=None, # for a refit: the version it was refit from, whose score judges it (default: its mlops_nb.refit_of tag)
     ties:bool=False, # an equal score wins too (refreshing the holder's own recipe)
@@ -309,7 +309,7 @@ def promote(
     client = store_client()
     candidate = _version(client, name, version)
     min_delta = _check_margin(min_delta)
-    opt_in = None if force else _check_format(name, candidate, allow_pickle)   # part of the gate: what serves it must load it safely
+    opt_in = _check_format(name, candidate, allow_pickle)   # forced or not: what serves it must load it safely
     metric = metric or client.get_registered_model(name).tags.get(PRIMARY_METRIC_TAG)
     if metric and mode is not None: _goal_for(client, name, metric, mode, candidate)   # a contradicting mode is refused up front
     with store_lock(client.tracking_uri, "registry"):

@@ -5,7 +5,7 @@ normal client keeps scoring; its p99 during the attacks is printed."""
 import json, os, pickle, signal, socket, statistics, threading, time
 from pathlib import Path
 import pytest
-from conftest import inside_project
+from conftest import BIN, inside_project, run
 from test_serving import Server
 
 httpx = pytest.importorskip("httpx")
@@ -354,7 +354,7 @@ def test_a_promoted_pickle_is_refused_by_the_running_service_unless_opted_in(pro
     from mlops_nb.loading import PICKLE_TAG
     root, marker, evil = project
     client = mlflow.MlflowClient()
-    srv = start(root, model="models:/victim@challenger" if False else "models:/victim@champion", reload_every=1.0,
+    srv = start(root, model="models:/victim@champion", reload_every=1.0,
                 env={"MLOPS_NB_SERVE_TOKEN": "t0ken"})
     auth = {"Authorization": "Bearer t0ken"}
     try:
@@ -379,3 +379,21 @@ def test_a_promoted_pickle_is_refused_by_the_running_service_unless_opted_in(pro
     assert f"loaded models:/victim/{evil} with allow_pickle" in opted.log()
     assert "stored as 'pickle'" in client.get_model_version("victim", str(evil)).tags[PICKLE_TAG]
     client.set_registered_model_alias("victim", "champion", 1)
+
+def test_the_gate_refuses_a_pickle_even_when_forced_unless_opted_in(project):
+    "`force` skips the comparison of scores, never the format check: in Python and on the command line."
+    from mlops_nb.config import MlopsNbError
+    from mlops_nb.registry import history, promote
+    root, marker, evil = project
+    for force in (False, True):
+        with pytest.raises(MlopsNbError, match=f"refusing to load models:/victim/{evil}.*allow_pickle=True"):
+            promote("victim", evil, alias="trial", force=force)
+    cli = run(BIN/"mlops-nb", "promote", "victim", evil, "--alias", "trial", "--force", cwd=root, check=False)
+    assert cli.returncode == 2 and "allow_pickle=True" in cli.stderr, cli.stderr
+    opted = run(BIN/"mlops-nb", "promote", "victim", evil, "--alias", "trial", "--force", "--allow-pickle", cwd=root)
+    assert f"trial: version None -> {evil} (promote)" in opted.stdout
+    moves = history("victim", alias="trial")
+    assert list(moves.action) == ["promote"] and "stored as 'pickle'" in moves.allow_pickle.iloc[0]
+    assert not marker.exists()   # the gate reads the MLmodel file only
+    import mlflow
+    mlflow.MlflowClient().delete_registered_model_alias("victim", "trial")
