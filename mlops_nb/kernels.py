@@ -10,7 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['KERNEL_START', 'PRELOAD', 'ENV_PRELOAD', 'LATE_ENV', 'notebook_imports', 'preload_modules', 'fork_blockers',
-           'ZygoteServer', 'serve', 'ForkedKernel', 'ColdKernelWarning', 'Zygote', 'start_zygote', 'zygote_provisioner']
+           'ZygoteServer', 'serve', 'ForkedKernel', 'ColdKernelWarning', 'Zygote', 'start_zygote', 'cold_summary',
+           'zygote_provisioner']
 
 # %% ../nbs/01a_kernels.ipynb #442d97bc
 KERNEL_START = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython.core.debugger",
@@ -503,6 +504,18 @@ def start_zygote(
     except OSError as e:
         warnings.warn(f"kernels start cold: the kernel zygote could not start ({e})", ColdKernelWarning, stacklevel=2)
         return None
+
+# %% ../nbs/01a_kernels.ipynb #b9da9335
+def cold_summary(
+    zygote:Zygote, # the zygote of a finished run
+)->str|None: # one line, or None when every kernel it was asked for forked warm
+    "How many kernels started cold for a task's own reason, and the commonest reasons."
+    quiet = {"not this interpreter's ipykernel"} | zygote._warned
+    said = Counter({reason: n for reason, n in zygote.cold.items() if reason not in quiet})
+    if not said: return None
+    total = zygote.warm + sum(zygote.cold.values())
+    reasons = "; ".join(f"{reason} ({n})" for reason, n in said.most_common(3))
+    return f"{sum(said.values())} of {total} kernels started cold (same results, slower): {reasons}"
 
 # %% ../nbs/01a_kernels.ipynb #2078a7ab
 def zygote_provisioner(

@@ -8,6 +8,7 @@ import ast, graphlib, hashlib, itertools, json, os, re, shutil, time, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from .config import MlopsNbError, did_you_mean
+from .kernels import cold_summary
 from .config import ERROR_TAG, FOLDER_TAG, PAPERMILL_TAG, POINT_TAG, SECONDS_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP  # the contract
 
 # %% auto #0
@@ -280,8 +281,9 @@ def file_hash(path:Path)->str|None:
     return None
 
 # %% ../nbs/03_pipeline.ipynb #41f087ce
-def _tasks(pipeline:Pipeline, step:Step, declared:dict, upstream:dict)->list[Task]:
-    "The executions of `step`; `upstream` maps each needed step to its StepResult."
+def _tasks(pipeline:Pipeline, step:Step, declared:dict|None, upstream:dict)->list[Task]:
+    "The executions of `step` (`declared`: its notebook's parameters, None without a parameters cell); `upstream` maps each needed step to its StepResult."
+    declared = declared or {}   # a notebook without a parameters cell takes no upstream products or runs
     base = _resolve(step.params, pipeline.params, f"step {step.name!r}")
     products = {k: os.path.normpath(pipeline.root/v) for k, v in _resolve(step.products, pipeline.params, step.name).items()}
     inputs = {k: v for r in upstream.values() for k, v in r.products.items() if k in declared}
@@ -670,6 +672,7 @@ def run_pipeline(
     save("running")
     try: _drive(runner, order)
     finally:
+        if own and executor.zygote and (cold := cold_summary(executor.zygote)): runner.say(cold)
         runner.bar.close()
         if own: executor.shutdown()
         ok = runner.result.ok and len(runner.result.steps) == len(order)

@@ -212,6 +212,24 @@ def test_a_killed_or_interrupted_warm_kernel_ends_the_task_as_a_cold_one(here, m
     assert interrupted[0] == interrupted[1] and interrupted[0][0] == "KeyboardInterrupt"
     assert gone(mark, within=10) == []
 
+def test_a_run_says_when_and_why_its_kernels_started_cold(here, monkeypatch, capsys):
+    """A module in the task's folder that would shadow one the zygote preloaded (here an exact copy of the standard
+    library's `secrets`, which pandas imports): the task starts cold, and the run says so in one line at the end. The
+    step's notebook has no parameters cell, as many notebooks do."""
+    import secrets, shutil
+    from mlops_nb import kernels
+    from mlops_nb.pipeline import run_pipeline
+    write_notebook(here/"step.ipynb", "import pandas as pd\nx = 1")
+    shutil.copy(secrets.__file__, here/"secrets.py")
+    (here/"pipeline.yaml").write_text(yaml.safe_dump({"name": "shadow", "steps": [{"name": "s", "notebook": "step.ipynb"}]}))
+    zygote = kernels.Zygote(preload=["pandas"])
+    assert zygote.preloaded(300)    # the zygote has imported pandas (and secrets) before the task asks for a kernel
+    monkeypatch.setattr(kernels, "start_zygote", lambda notebooks=None: zygote)
+    result = run_pipeline(here/"pipeline.yaml", jobs=1)
+    assert result.ok and zygote.warm == 0
+    assert f"1 of 1 kernels started cold (same results, slower): {here}/secrets.py would shadow the preloaded module secrets (1)" \
+        in capsys.readouterr().out
+
 # ipykernel's shutdown race, made certain instead of 1 kernel in 10: the control thread flushes stdout after answering
 # `shutdown_request` (here 0.3 s late), and the IOPub thread, stopped by the main thread's `close`, lingers after closing
 # its sockets (here 0.6 s), so that the flush finds the thread alive but no one reading its pipe.
