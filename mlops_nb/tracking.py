@@ -588,12 +588,16 @@ class MlopsNbEngine:
 
     @classmethod
     def nb_kernel_name(cls, nb, name=None):
+        "The kernel papermill picks, or python3 (this interpreter) for a Python notebook that names none."
         from papermill.engines import NBClientEngine
+        if not name and not nb.metadata.get("kernelspec", {}).get("name") and cls.nb_language(nb) == "python": return "python3"
         return NBClientEngine.nb_kernel_name(nb, name)
 
     @classmethod
     def nb_language(cls, nb, language=None):
+        "The language papermill reads, or python for a notebook whose metadata names neither kernel nor language."
         from papermill.engines import NBClientEngine
+        if not language and not nb.metadata.get("kernelspec") and not nb.metadata.get("language_info"): return "python"
         return NBClientEngine.nb_language(nb, language)
 
 # %% ../nbs/01_tracking.ipynb #dc498f64

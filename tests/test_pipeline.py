@@ -141,7 +141,8 @@ def test_64_grid_points_with_4_jobs_start_every_kernel(project):
 
 @pytest.mark.same_on_every_store
 def test_kernels_use_this_python_unless_told_otherwise(project, tmp_path):
-    "A user-level python3 kernelspec pointing at another interpreter must not silently win; --kernel chooses explicitly."
+    """A user-level python3 kernelspec pointing at another interpreter must not silently win, nor does a notebook that
+    names no kernel fail; --kernel chooses explicitly."""
     jupyter = tmp_path/"jupyter"
     for name, argv, env in [("python3", ["/bin/sh", "-c", "echo wrong interpreter; exit 3"], {}),
                             ("other", [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], {"MARK": "other kernel"})]:
@@ -149,12 +150,16 @@ def test_kernels_use_this_python_unless_told_otherwise(project, tmp_path):
         (jupyter/"kernels"/name/"kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python", "env": env}))
     env = {**os.environ, "JUPYTER_DATA_DIR": str(jupyter), "JUPYTER_PATH": str(jupyter)}
     write_notebook(project/"who.ipynb", "import os, sys\nopen(out, 'w').write(os.environ.get('MARK', sys.executable))", parameters="out = ''")
+    bare = nbformat.v4.new_notebook()   # a notebook made by a script: no kernel, no language, no parameters cell
+    bare.cells = [nbformat.v4.new_code_cell("import sys\nopen('bare.txt', 'w').write(sys.executable)")]
+    nbformat.write(bare, project/"bare.ipynb")
     (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "who", "steps": [
-        {"name": "who", "notebook": "who.ipynb", "products": {"out": "who.txt"}}]}))
+        {"name": "who", "notebook": "who.ipynb", "products": {"out": "who.txt"}}, {"name": "bare", "notebook": "bare.ipynb"}]}))
     plain = run(BIN/"papermill", project/"who.ipynb", tmp_path/"out.ipynb", "-p", "out", tmp_path/"x.txt", cwd=project, check=False, env=env)
     assert plain.returncode != 0            # the stray kernelspec really breaks plain papermill
     mlops("run", cwd=project, env=env)
     assert Path((project/"who.txt").read_text()).parent == Path(sys.executable).parent   # this venv's python
+    assert Path((project/"bare.txt").read_text()).parent == Path(sys.executable).parent   # papermill alone refuses it
     mlops("run", "--kernel", "other", "--force", cwd=project, env=env)
     assert (project/"who.txt").read_text() == "other kernel"
 
