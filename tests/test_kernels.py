@@ -231,8 +231,8 @@ def test_a_run_says_when_and_why_its_kernels_started_cold(here, monkeypatch, cap
         in capsys.readouterr().out
 
 # ipykernel's shutdown race, made certain instead of 1 kernel in 10: the control thread flushes stdout after answering
-# `shutdown_request` (here 0.3 s late), and the IOPub thread, stopped by the main thread's `close`, lingers after closing
-# its sockets (here 0.6 s), so that the flush finds the thread alive but no one reading its pipe.
+# `shutdown_request` (here 0.3 s late), and the IOPub thread, stopped by its `atexit` handler, lingers after closing its
+# sockets (here 0.6 s), so that the flush finds the thread alive but no one reading its pipe.
 RACE = """import sys, threading, time
 def late_flush(flush=sys.stdout.flush, threading=threading, time=time):  # defaults: IPython empties the namespace first
     if threading.current_thread().name == "Control": time.sleep(0.3)

@@ -382,6 +382,7 @@ def test_a_promoted_pickle_is_refused_by_the_running_service_unless_opted_in(pro
 
 def test_the_gate_refuses_a_pickle_even_when_forced_unless_opted_in(project):
     "`force` skips the comparison of scores, never the format check: in Python and on the command line."
+    import mlflow
     from mlops_nb.config import MlopsNbError
     from mlops_nb.registry import history, promote
     root, marker, evil = project
@@ -395,5 +396,4 @@ def test_the_gate_refuses_a_pickle_even_when_forced_unless_opted_in(project):
     moves = history("victim", alias="trial")
     assert list(moves.action) == ["promote"] and "stored as 'pickle'" in moves.allow_pickle.iloc[0]
     assert not marker.exists()   # the gate reads the MLmodel file only
-    import mlflow
     mlflow.MlflowClient().delete_registered_model_alias("victim", "trial")
