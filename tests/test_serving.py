@@ -181,6 +181,7 @@ def test_alias_move_switches_version_while_requests_keep_succeeding(store, serve
 
 def test_failed_reload_keeps_the_old_model_and_shows_in_health(store, server):
     import mlflow
+    from mlops_nb.config import MlopsNbError
     from mlops_nb.registry import register, promote
     root, runs, march = store
     registered(runs, "fragile")
@@ -189,7 +190,9 @@ def test_failed_reload_keeps_the_old_model_and_shows_in_health(store, server):
     client = mlflow.MlflowClient()
     model_dir = Path(mlflow.utils.file_utils.local_file_uri_to_path(client.get_logged_model(broken.source.split("/")[-1]).artifact_location))
     shutil.rmtree(model_dir)                                   # its files are gone: loading it must fail
-    promote("fragile", broken.version, force=True)
+    with pytest.raises(MlopsNbError, match="cannot read the MLmodel file"):
+        promote("fragile", broken.version, force=True)         # the gate refuses it, forced or not
+    client.set_registered_model_alias("fragile", "champion", broken.version)   # plain MLflow does not
     deadline, version = time.monotonic() + 30, None
     while time.monotonic() < deadline:
         version = httpx.get(f"{srv.url}/version", timeout=10).json()
