@@ -10,8 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['KERNEL_START', 'PRELOAD', 'ENV_PRELOAD', 'LATE_ENV', 'notebook_imports', 'preload_modules', 'fork_blockers',
-           'ZygoteServer', 'serve', 'ForkedKernel', 'ColdKernelWarning', 'Zygote', 'start_zygote', 'cold_summary',
-           'zygote_provisioner']
+           'load_ipython_extension', 'ZygoteServer', 'serve', 'ForkedKernel', 'ColdKernelWarning', 'Zygote',
+           'start_zygote', 'cold_summary', 'zygote_provisioner']
 
 # %% ../nbs/01a_kernels.ipynb #442d97bc
 KERNEL_START = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython.core.debugger",
@@ -134,12 +134,20 @@ def _join_control(
         thread.stop()
         thread.join()
 
+# %% ../nbs/01a_kernels.ipynb #b006eb70
+def load_ipython_extension(
+    ipython, # the kernel's shell
+):
+    "`--ext mlops_nb.kernels`: the kernel's exit waits for its control thread before IOPub stops (`_join_control`)."
+    import atexit
+    from ipykernel.kernelapp import IPKernelApp
+    if IPKernelApp.initialized(): atexit.register(_join_control, IPKernelApp.instance())
+
 # %% ../nbs/01a_kernels.ipynb #89ae4fd6
 _KERNEL_HOOKS = {"ipywidgets": "_handle_ipython"}  # what these modules do at import when they find a kernel
 
 def _after_kernel_init():
-    "Once the kernel app is initialized, run what preloaded modules would have done at import in a running kernel, and order its exit."
-    import atexit
+    "Once the kernel app is initialized, run what preloaded modules would have done at import in a running kernel."
     from ipykernel.kernelapp import IPKernelApp
     initialize = IPKernelApp.initialize
     def init_then_hooks(self, *args, **kwargs):
@@ -147,7 +155,6 @@ def _after_kernel_init():
         initialize(self, *args, **kwargs)
         for module, hook in _KERNEL_HOOKS.items():
             if module in sys.modules: getattr(sys.modules[module], hook)()
-        atexit.register(_join_control, self)
     IPKernelApp.initialize = init_then_hooks
 
 # %% ../nbs/01a_kernels.ipynb #e220930d

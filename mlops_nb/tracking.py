@@ -14,11 +14,12 @@ from .config import (  # the contract
 from .metrics import GoalError, check_goals, goal, goal_tags
 
 # %% auto #0
-__all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'ENV_STEP_PARAMS', 'EVALUATION_NAMES', 'ENV_STEP_RUN', 'NATIVE_KERNEL', 'RUN_KINDS',
-           'notebook_path', 'papermill_parameters', 'git_tags', 'fingerprint', 'default_experiment', 'experiment_id',
-           'declare_goals', 'Tracker', 'track', 'active_tracker', 'flush_open', 'model_requirements', 'dataset_schema',
-           'declared_parameters', 'check_parameters', 'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine',
-           'experiment_goal', 'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
+__all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'ENV_STEP_PARAMS', 'EVALUATION_NAMES', 'ENV_STEP_RUN', 'NATIVE_KERNEL',
+           'KERNEL_EXTENSION', 'RUN_KINDS', 'notebook_path', 'papermill_parameters', 'git_tags', 'fingerprint',
+           'default_experiment', 'experiment_id', 'declare_goals', 'Tracker', 'track', 'active_tracker', 'flush_open',
+           'model_requirements', 'dataset_schema', 'declared_parameters', 'check_parameters', 'kernel_manager_class',
+           'attach_notebook', 'MlopsNbEngine', 'experiment_goal', 'best_run', 'best_params', 'runs', 'plot_runs',
+           'run_kind', 'run_table']
 
 # %% ../nbs/01_tracking.ipynb #ebb6bad5
 ENV_NOTEBOOK = "MLOPS_NB_NOTEBOOK"    # the notebook a papermill kernel executes (set by the `mlops_nb` engine)
@@ -501,15 +502,17 @@ def check_parameters(
 
 # %% ../nbs/01_tracking.ipynb #8b6b0de9
 NATIVE_KERNEL = "python3"  # this name means: the interpreter running mlops_nb, whatever kernelspecs say
+KERNEL_EXTENSION = "--ext=mlops_nb.kernels"  # loaded by each such kernel: its exit no longer hangs (mlops_nb.kernels._join_control)
 
 def _kernel_spec_manager():
-    "Kernelspecs as Jupyter finds them, except `python3`, which is always this interpreter's ipykernel."
+    "Kernelspecs as Jupyter finds them, except `python3`: this interpreter's ipykernel, with mlops_nb's kernel extension."
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     class ThisPython(KernelSpecManager):
         def get_kernel_spec(self, name):
             if name != NATIVE_KERNEL: return super().get_kernel_spec(name)
             from ipykernel.kernelspec import RESOURCES, get_kernel_dict
-            return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
+            spec = get_kernel_dict()
+            return KernelSpec(resource_dir=RESOURCES, **{**spec, "argv": [*spec["argv"], KERNEL_EXTENSION]})
     return ThisPython()
 
 # %% ../nbs/01_tracking.ipynb #ade035f7

@@ -243,16 +243,25 @@ def close_then_linger(*args, close=sys.stdout.pub_thread.io_loop.close, time=tim
     time.sleep(0.6)
 sys.stdout.pub_thread.io_loop.close = close_then_linger"""
 
-def test_a_warm_kernel_ends_by_itself_when_its_last_flush_comes_late(here, monkeypatch):
-    "Without `_join_control` the kernel hangs in `close` until jupyter_client sends SIGTERM (exit -15)."
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_kernel_ends_by_itself_when_its_last_flush_comes_late(here, monkeypatch, warm):
+    """Without `_join_control` (loaded as an extension by every python3 kernel mlops_nb starts) the kernel hangs in
+    `close` until jupyter_client sends SIGTERM; with it, it ends by itself (a forked one with exit code 0)."""
     from jupyter_client.manager import KernelManager
     from mlops_nb.kernels import Zygote
+    sigterms, send_sigterm = [], KernelManager._async_send_kernel_sigterm
+    async def recorded(self, *args, **kwargs):
+        sigterms.append(self.kernel_id)
+        return await send_sigterm(self, *args, **kwargs)
+    monkeypatch.setattr(KernelManager, "_async_send_kernel_sigterm", recorded)
     monkeypatch.setattr(KernelManager.shutdown_wait_time, "default_value", 120.0)  # SIGTERM after 60 s, not 2.5: a busy machine's margin
     notebook = write_notebook(here/"late.ipynb", RACE, "print('done')")
-    with Zygote(preload=[]) as z:
-        execute(notebook, z)
-        assert z.warm == 1 and not z.cold
-        assert [k.wait(timeout=60) for k in z.kernels] == [0]
+    if warm:
+        with Zygote(preload=[]) as z:
+            execute(notebook, z)
+            assert z.warm == 1 and not z.cold and [k.wait(timeout=60) for k in z.kernels] == [0]
+    else: execute(notebook)
+    assert sigterms == []
 
 FATES = {  # a zygote that ... : (module it preloads, what the warning says)
     "was killed": (None, "the kernel zygote exited with code -9"),
