@@ -593,7 +593,7 @@ class MlopsNbEngine:
     def nb_kernel_name(cls, nb, name=None):
         "The kernel papermill picks, or python3 (this interpreter) for a Python notebook that names none."
         from papermill.engines import NBClientEngine
-        if not name and not nb.metadata.get("kernelspec", {}).get("name") and cls.nb_language(nb) == "python": return "python3"
+        if not name and not nb.metadata.get("kernelspec", {}).get("name") and cls.nb_language(nb) == "python": return NATIVE_KERNEL
         return NBClientEngine.nb_kernel_name(nb, name)
 
     @classmethod
