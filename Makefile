@@ -30,10 +30,10 @@ test-browser: $(BIN)/mlops-nb  ## the real-browser widget test: installs chromiu
 	.ci/install-browser
 	$(BIN)/python -m pytest tests/test_maturity_browser.py
 
-test-server: $(BIN)/mlops-nb  ## the tracking/registry/pipeline suites + test_server.py on a real mlflow server over a throwaway PostgreSQL
+test-server: $(BIN)/mlops-nb  ## the tracking/registry/pipeline suites + test_tracking_server.py on a real mlflow server over a throwaway PostgreSQL
 	@trap '.ci/postgres stop' EXIT; url=$$(.ci/postgres start) && \
 	  MLOPS_NB_TEST_POSTGRES=$$url $(BIN)/python -m pytest tests/test_tracking_papermill.py tests/test_registry.py \
-	    tests/test_pipeline.py tests/test_server.py -n 2 --dist load --durations=12
+	    tests/test_pipeline.py tests/test_tracking_server.py -n 2 --dist load --durations=12
 
 docs: $(BIN)/mlops-nb  ## the manual: every notebook executed and rendered to _docs/*.html (offline: execnb + nbconvert), index _docs/manual.html
 	$(BIN)/python tools/build_docs.py

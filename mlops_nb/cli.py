@@ -402,7 +402,7 @@ def simulate(workdir, from_month, to_month, trigger, windows, min_delta, cooldow
 @click.option("--allowed-host", "extra_hosts", multiple=True, metavar="NAME", help="Another Host header to accept (a DNS name or proxy), repeatable.")
 def server(backend_store_uri, artifacts_destination, host, port, workers, extra_hosts):
     "Start a team MLflow tracking server (PostgreSQL, proxied artifacts) and print the MLFLOW_TRACKING_URI to export."
-    from mlops_nb.server import run_server
+    from mlops_nb.tracking_server import run_server
     sys.exit(run_server(backend_store_uri, artifacts_destination, host, port, workers, list(extra_hosts), echo=click.echo))
 
 # %% ../nbs/08_cli.ipynb #61f2817b

@@ -15,7 +15,7 @@ server_mode = pytest.mark.skipif(not POSTGRES, reason="needs MLOPS_NB_TEST_POSTG
 class ServerStore:
     "One mlflow server for the session on database `work`, reset from database `template` for each project."
     def __init__(self, admin:str, folder:Path):
-        from mlops_nb.server import check_backend
+        from mlops_nb.tracking_server import check_backend
         self.admin = check_backend(admin)  # the driver named (postgresql+psycopg2://)
         tag = uuid.uuid4().hex[:8]
         self.template, self.work, self.folder = f"mlops_nb_template_{tag}", f"mlops_nb_work_{tag}", folder
@@ -35,7 +35,7 @@ class ServerStore:
         "Migrate the template once, start the server on a copy of it; the tracking URI."
         if self.server is None:
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-            from mlops_nb.server import start_server
+            from mlops_nb.tracking_server import start_server
             self._sql(f"CREATE DATABASE {self.template}")
             SqlAlchemyStore(self.db_uri(self.template), "mlflow-artifacts:/").engine.dispose()
             self._sql(f"CREATE DATABASE {self.work} TEMPLATE {self.template}")

@@ -1,4 +1,5 @@
-"""Tracking server benchmark (issue 10). Prints ratios; run with `make bench` or `python benchmarks/bench_server.py`.
+"""Tracking server benchmark (issue 10). Prints ratios; run with `make bench` or
+`python benchmarks/bench_tracking_server.py`.
 
 Runs per second logged with `track` (one run = 5 params + 5 metrics + 2 tags, no notebook artifact) through an
 `mlflow server` on PostgreSQL vs the embedded sqlite store, in interleaved rounds (medians):
@@ -7,8 +8,9 @@ Runs per second logged with `track` (one run = 5 params + 5 metrics + 2 tags, no
    total runs per second.
 PostgreSQL is a throwaway cluster from `.ci/postgres` with durable settings (fsync on, like sqlite's default), on its
 own folder and a free port; the server runs WORKERS uvicorn workers (default 1, start_server's default; see
-nbs/11_server.ipynb on why more workers add latency per request). Everything runs on this machine: the server's network
-hop is loopback, so the ratio is the cost of the REST round trips plus PostgreSQL against sqlite's file locking.
+nbs/11_tracking_server.ipynb on why more workers add latency per request). Everything runs on this machine: the
+server's network hop is loopback, so the ratio is the cost of the REST round trips plus PostgreSQL against sqlite's
+file locking.
 """
 import os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -18,12 +20,12 @@ RUNS = int(os.environ.get("BENCH_RUNS", 20))          # runs per round, single p
 PROCS, PROC_RUNS = 4, 15                              # parallel: processes x runs each
 WORKERS = int(os.environ.get("BENCH_WORKERS", 1))     # uvicorn workers of the server
 HERE = Path(__file__).resolve().parent
-tmp = Path(tempfile.mkdtemp(prefix="bench_server_"))
+tmp = Path(tempfile.mkdtemp(prefix="bench_tracking_server_"))
 tmp.chmod(0o755)  # the PostgreSQL cluster inside runs as the postgres user
 os.chdir(tmp)  # no git checkout here: both sides pay the same (nothing) for git context
 (tmp/"mlops_nb.toml").write_text("")
 
-from mlops_nb.server import start_server, free_port
+from mlops_nb.tracking_server import start_server, free_port
 from mlops_nb.config import ensure_store
 
 PARAMS = {f"p{i}": i * 0.5 for i in range(5)}

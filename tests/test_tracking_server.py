@@ -7,7 +7,7 @@ from conftest import BIN, server_mode, store_runs, write_notebook
 
 @pytest.mark.same_on_every_store
 def test_bad_backend_port_and_artifacts_are_refused_before_anything_starts(tmp_path):
-    from mlops_nb.server import start_server, free_port, MlopsNbError
+    from mlops_nb.tracking_server import start_server, free_port, MlopsNbError
     with pytest.raises(MlopsNbError, match="not a database URL"): start_server("http://127.0.0.1:5000", tmp_path)
     with pytest.raises(MlopsNbError, match="not postgres://"): start_server("postgres://u:p@127.0.0.1/db", tmp_path)
     closed = free_port()
@@ -26,7 +26,7 @@ def test_bad_backend_port_and_artifacts_are_refused_before_anything_starts(tmp_p
 def test_a_missing_postgres_driver_names_the_extra(tmp_path):
     "A Python without psycopg2 (hidden from this child process) is told which extra to install."
     code = ("import sys; sys.modules['psycopg2'] = sys.modules['psycopg'] = None\n"
-            "from mlops_nb.server import check_backend\n"
+            "from mlops_nb.tracking_server import check_backend\n"
             "check_backend('postgresql://u:p@127.0.0.1:5432/db')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1 and "pip install mlops_nb[server]" in done.stderr
@@ -123,7 +123,7 @@ def _running(pid:int)->bool:
 @pytest.mark.same_on_every_store
 def test_sigterm_stops_mlflow_server_and_its_children_and_exits_143(tmp_path):
     "`mlops-nb server` stopped the way systemd, docker and `kill` stop it; its database URL is on no command line."
-    from mlops_nb.server import free_port, _descendants
+    from mlops_nb.tracking_server import free_port, _descendants
     from mlops_nb.serving import wait_healthy
     project = tmp_path/"project"
     project.mkdir()
@@ -153,7 +153,7 @@ def test_sigterm_stops_mlflow_server_and_its_children_and_exits_143(tmp_path):
 @server_mode
 def test_the_postgres_password_is_on_no_command_line(tracking_server):
     from sqlalchemy.engine import make_url
-    from mlops_nb.server import _descendants
+    from mlops_nb.tracking_server import _descendants
     tracking_server.start()
     password = make_url(tracking_server.admin).password
     family = [tracking_server.server.process.pid, *_descendants(tracking_server.server.process.pid)]
