@@ -126,7 +126,7 @@ def main():
         finally:
             ours.stop()
             stop(theirs)
-        from mlops_nb.serving import read_predictions
+        from mlops_nb.prediction_log import read_predictions
         answered = sum(x["rps"] * args.seconds * (100 if size == "100 rows" else 1) for (size, name), xs in results.items() if name == "ours" for x in xs)
         print(f"\nprediction log: {len(read_predictions(root)):,} rows in {len(list((root/'predictions').glob('*.parquet')))} parquet files "
               f"(about {answered:,.0f} answered during the measurements, plus the checks)")

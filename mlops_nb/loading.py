@@ -156,6 +156,7 @@ def _record_opt_in(uri:str, fmt:ModelFormat):
 
 # %% ../nbs/01b_loading.ipynb #1dc4ba5b
 def unsafe_error(uri:str, fmt:ModelFormat)->UnsafeModelError:
+    "The refusal of a model whose format can run code: why, and how to opt in."
     return UnsafeModelError(f"refusing to load {uri}: {fmt.reason}. Only scikit-learn models stored with skops load without "
                             "an opt-in (mlflow.sklearn.log_model's default). If you trust whoever can write this model, opt in "
                             "with allow_pickle=True (--allow-pickle on the command line); the load is then recorded")

@@ -209,7 +209,7 @@ def test_failed_reload_keeps_the_old_model_and_shows_in_health(store, server):
 # --- A/B split and the prediction log ----------------------------------------------------------------------------------
 
 def test_split_shares_and_every_request_in_the_log(store, server):
-    from mlops_nb.serving import read_predictions
+    from mlops_nb.prediction_log import read_predictions
     from mlops_nb.config import VARIANT_COLUMN
     root, runs, march = store
     versions = registered(runs, "ab", champion="ridge", challenger="lasso")

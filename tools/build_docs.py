@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 NBS, OUT = REPO/"nbs", REPO/"_docs"
 SKIP_FLAGS = {"notest"}   # settings.ini's tst_flags: cells nbdev_test skips are not run here either
-SLOWEST = ("04_serving", "03_pipeline", "02_registry", "01b_loading", "12_dask_executor")  # measured (20-40 s each):
+SLOWEST = ("04d_serving", "03_pipeline", "04c_service", "02_registry", "01b_loading", "12_dask_executor", "04a_protocol")  # measured (20-40 s each):
 # started first, so that the pool does not end with one of them running alone
 
 def _directives(cell)->dict:
