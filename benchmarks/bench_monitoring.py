@@ -56,7 +56,7 @@ def _evidently(ref, cur, kinds:dict)->dict:
 
 def _ours(ref, cur, kinds:dict)->dict:
     "Our `drift`, same columns and kinds."
-    from mlops_nb.monitoring import drift, P_VALUE_TESTS
+    from mlops_nb.drift import drift, P_VALUE_TESTS
     t = drift(ref, cur, list(kinds), categorical=[c for c, k in kinds.items() if k == "categorical"])
     return {r.column: {"test": r.test, "score": float(r.p_value if r.test in P_VALUE_TESTS else r.distance), "drifted": bool(r.drifted)}
             for r in t.itertuples()}
@@ -65,7 +65,7 @@ def worker(side:str, ref_path:str, cur_path:str, kinds_json:str, out_path:str):
     "Load the data, then time and measure one drift computation."
     import pandas as pd
     if side == "evidently": import evidently.presets, evidently  # imports are not part of the measurement
-    else: import mlops_nb.monitoring, scipy.stats, scipy.spatial  # noqa
+    else: import mlops_nb.drift, scipy.stats, scipy.spatial  # noqa
     kinds = json.loads(kinds_json)
     ref, cur = pd.read_parquet(ref_path), pd.read_parquet(cur_path)
     before = _mem()["VmRSS"]
@@ -121,7 +121,7 @@ def flights():
 
 def compare(title:str, ref, cur, folder:Path, evidently_rows:int|None=None):
     "Write both tables, run both sides, print the comparison; returns the figures."
-    from mlops_nb.monitoring import column_kind
+    from mlops_nb.drift import column_kind
     kinds = {c: column_kind(ref[c]) for c in ref.columns}
     ref_path, cur_path = folder/f"{title}-ref.parquet", folder/f"{title}-cur.parquet"
     ref.to_parquet(ref_path); cur.to_parquet(cur_path)
@@ -167,7 +167,7 @@ def main():
     ref, cur = synthetic(ROWS, 1, False), synthetic(ROWS, 2, True)
     probe_n = min(PROBE_ROWS, ROWS)
     # estimate Evidently's time on the full set from a probe on PROBE_ROWS rows (linear in rows)
-    from mlops_nb.monitoring import column_kind
+    from mlops_nb.drift import column_kind
     kinds = {c: column_kind(ref[c]) for c in ref.columns}
     ref.head(probe_n).to_parquet(folder/"probe-ref.parquet"); cur.head(probe_n).to_parquet(folder/"probe-cur.parquet")
     probe = run_side("evidently", folder/"probe-ref.parquet", folder/"probe-cur.parquet", kinds, EVIDENTLY_BUDGET * 3)

@@ -8,8 +8,8 @@ from .config import MlopsNbError
 
 # %% auto #0
 __all__ = ['INTEGER_CARDINALITY_LIMIT', 'DEFAULT_THRESHOLDS', 'P_VALUE_TESTS', 'NUMERIC_ONLY', 'SMALL_REFERENCE', 'FEW_VALUES',
-           'BINARY', 'DRIFT_COLUMNS', 'column_kind', 'default_test', 'drift', 'dataset_drift', 'performance',
-           'prediction_drift']
+           'BINARY', 'DRIFT_COLUMNS', 'column_kind', 'default_test', 'sorted_finite', 'shared_columns', 'drift',
+           'dataset_drift', 'performance', 'prediction_drift']
 
 # %% ../nbs/05a_drift.ipynb #edcfe10e
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integers with at most this many distinct values are categorical
@@ -117,7 +117,7 @@ def _psi(ref, cur)->float:
     return float(np.sum((p - q) * np.log(p / q)))
 
 # %% ../nbs/05a_drift.ipynb #3a42102f
-def _sorted_finite(s):
+def sorted_finite(s):
     "A column as a sorted float array without missing or infinite values."
     import numpy as np
     try: a = s.to_numpy(dtype=float, na_value=np.nan)
@@ -141,7 +141,7 @@ def _binned(a, b, ref_distinct:int)->tuple:
 def _numeric_inputs(ref, cur)->dict:
     "Sorted finite values, their distinct count, and counts per value when there are few."
     import numpy as np
-    a, b = _sorted_finite(ref), _sorted_finite(cur)
+    a, b = sorted_finite(ref), sorted_finite(cur)
     da, db = _distinct(a), _distinct(b)
     n_values = len(np.union1d(da, db)) if max(len(da), len(db)) <= FEW_VALUES else max(len(da), len(db)) + 1
     return {"a": a, "b": b, "n_ref": a.size, "n_cur": b.size, "n_values": n_values, "ref_distinct": len(da)}
@@ -214,7 +214,7 @@ def _per_column(value, column:str):
     return value.get(column) if isinstance(value, dict) else value
 
 # %% ../nbs/05a_drift.ipynb #e2bf6f8f
-def _columns(reference, current, columns)->list[str]:
+def shared_columns(reference, current, columns)->list[str]:
     "The columns to test: those named (all must exist), else those both tables share."
     if columns is None: return [c for c in reference.columns if c in set(current.columns)]
     missing = [c for c in columns if c not in reference.columns or c not in current.columns]
@@ -235,7 +235,7 @@ def drift(
     "Drift per column with Evidently's default tests and thresholds."
     import pandas as pd
     from concurrent.futures import ThreadPoolExecutor
-    cols = _columns(reference, current, columns)
+    cols = shared_columns(reference, current, columns)
     if not cols: raise MlopsNbError("reference and current data share no columns: nothing to compare")
     kind = lambda c: "categorical" if categorical is not None and c in categorical else \
                      "numeric" if categorical is not None else column_kind(reference[c])

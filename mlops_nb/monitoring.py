@@ -9,292 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
 from .config import MlopsNbError, project_root, store_client
+from .drift import P_VALUE_TESTS, shared_columns, sorted_finite, dataset_drift, drift, performance, prediction_drift
 from .config import BATCH_TAG, KIND_MONITORING, KIND_TAG, LOG_COLUMNS, MODEL_TAG, PREDICTION_LOG, VARIANT_COLUMN, VERDICT_TAG  # the contract
 
 # %% auto #0
-__all__ = ['INTEGER_CARDINALITY_LIMIT', 'DEFAULT_THRESHOLDS', 'P_VALUE_TESTS', 'NUMERIC_ONLY', 'SMALL_REFERENCE', 'FEW_VALUES',
-           'BINARY', 'DRIFT_COLUMNS', 'column_kind', 'default_test', 'drift', 'dataset_drift', 'performance',
-           'prediction_drift', 'read_frame', 'read_predictions', 'join_labels', 'MonitorReport', 'Monitor', 'history']
-
-# %% ../nbs/05_monitoring.ipynb #edcfe10e
-INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integers with at most this many distinct values are categorical
-
-def column_kind(
-    s, # a pandas Series
-)->str: # "numeric" or "categorical"
-    "Numeric or categorical, inferred the way Evidently infers it."
-    import pandas as pd
-    if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s): return "categorical"
-    if pd.api.types.is_integer_dtype(s) and s.nunique() <= INTEGER_CARDINALITY_LIMIT: return "categorical"
-    return "numeric"
-
-# %% ../nbs/05_monitoring.ipynb #d5c1cc85
-DEFAULT_THRESHOLDS = {"ks": 0.05, "chisquare": 0.05, "z": 0.05, "wasserstein": 0.1, "jensenshannon": 0.1, "psi": 0.1}
-P_VALUE_TESTS = ("ks", "chisquare", "z")  # drift when the p-value is below the threshold; distances: at or above
-NUMERIC_ONLY = ("ks", "wasserstein")
-SMALL_REFERENCE = 1000  # reference rows up to which Evidently uses significance tests
-FEW_VALUES, BINARY = 5, 2  # distinct values up to which a numeric column is tested like a categorical one
-
-def default_test(
-    kind:str, # "numeric" or "categorical"
-    n_reference:int, # rows of the reference (missing values dropped)
-    n_values:int, # distinct values of reference and current together
-)->str: # the name of the test Evidently's DataDriftPreset would use
-    "The test Evidently picks for a column."
-    if n_reference <= SMALL_REFERENCE:
-        if kind == "numeric" and n_values > FEW_VALUES: return "ks"
-        return "chisquare" if n_values > BINARY else "z"
-    return "wasserstein" if kind == "numeric" and n_values > FEW_VALUES else "jensenshannon"
-
-# %% ../nbs/05_monitoring.ipynb #77bc0376
-def _category_counts(ref, cur)->tuple:
-    "Counts per category in reference and current over the union of their categories, and the union."
-    import numpy as np, pandas as pd
-    codes, uniques = pd.factorize(pd.concat([ref, cur], ignore_index=True), use_na_sentinel=True)
-    k, n = len(uniques), len(ref)
-    count = lambda c: np.bincount(c[c >= 0], minlength=k)
-    return count(codes[:n]), count(codes[n:]), uniques
-
-# %% ../nbs/05_monitoring.ipynb #2ca6bf84
-def _distinct(sorted_values):
-    "The distinct values of a sorted array."
-    import numpy as np
-    if sorted_values.size == 0: return sorted_values
-    return sorted_values[np.r_[True, sorted_values[1:] != sorted_values[:-1]]]
-
-# %% ../nbs/05_monitoring.ipynb #03abe3ba
-def _value_counts(sorted_values, keys):
-    "How often each of `keys` occurs in a sorted array."
-    import numpy as np
-    return np.searchsorted(sorted_values, keys, "right") - np.searchsorted(sorted_values, keys, "left")
-
-# %% ../nbs/05_monitoring.ipynb #ab51b325
-def _wasserstein(a, b)->float:
-    "First Wasserstein distance between two sorted samples (scipy's formula, without re-sorting them)."
-    import numpy as np
-    both = np.concatenate([a, b])
-    order = np.argsort(both, kind="stable")  # two sorted runs: timsort merges them in linear time
-    from_a = order < a.size
-    cdf_a, cdf_b = np.cumsum(from_a)[:-1] / a.size, np.cumsum(~from_a)[:-1] / b.size  # ties: zero-width gaps
-    return float(np.sum(np.abs(cdf_a - cdf_b) * np.diff(both[order])))
-
-# %% ../nbs/05_monitoring.ipynb #36deae7a
-def _chisquare(ref, cur)->tuple[float, float]:
-    "Chi² of current counts against reference shares: (statistic, p-value)."
-    import numpy as np
-    from scipy import stats
-    expected = ref * (cur.sum() / ref.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(expected > 0, (cur - expected) ** 2 / np.where(expected > 0, expected, 1), np.where(cur > 0, np.inf, 0))
-    stat = float(terms.sum())
-    return stat, float(stats.chi2.sf(stat, len(ref) - 1)) if len(ref) > 1 else 1.0
-
-# %% ../nbs/05_monitoring.ipynb #e8fb39bd
-def _z_test(ref, cur)->tuple[float, float]:
-    "Two-proportion z-test on the counts of (at most) two values: (z, p-value)."
-    import numpy as np
-    from scipy import stats
-    if (ref > 0).sum() <= 1 and (cur > 0).sum() <= 1 and np.array_equal(ref > 0, cur > 0): return 0.0, 1.0
-    n1, n2 = ref.sum(), cur.sum()
-    p1, p2 = 1 - ref[0] / n1, 1 - cur[0] / n2
-    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
-    z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    return float(z), float(2 * (1 - stats.norm.cdf(abs(z))))
-
-# %% ../nbs/05_monitoring.ipynb #04f95542
-def _jensenshannon(ref, cur)->float:
-    "Jensen–Shannon distance (natural log) between two count or share vectors."
-    from scipy.spatial import distance
-    return float(distance.jensenshannon(ref / ref.sum(), cur / cur.sum()))
-
-# %% ../nbs/05_monitoring.ipynb #6fdb775c
-def _fill_zeroes(p):
-    "Evidently's floor for empty bins: a millionth of the smallest share if that is tiny, else 0.0001."
-    import numpy as np
-    low = p[p > 0].min()
-    return np.where(p == 0, low / 10**6 if low <= 0.0001 else 0.0001, p)
-
-# %% ../nbs/05_monitoring.ipynb #18032c0d
-def _psi(ref, cur)->float:
-    "Population stability index between two count vectors."
-    import numpy as np
-    p, q = _fill_zeroes(ref / ref.sum()), _fill_zeroes(cur / cur.sum())
-    return float(np.sum((p - q) * np.log(p / q)))
-
-# %% ../nbs/05_monitoring.ipynb #3a42102f
-def _sorted_finite(s):
-    "A column as a sorted float array without missing or infinite values."
-    import numpy as np
-    try: a = s.to_numpy(dtype=float, na_value=np.nan)
-    except (TypeError, ValueError):
-        raise MlopsNbError(f"column {s.name!r} is treated as numeric but holds {s.dtype} values: "
-                           "pass it in `categorical=[...]`") from None
-    finite = np.isfinite(a)
-    return np.sort(a if finite.all() else a[finite])
-
-# %% ../nbs/05_monitoring.ipynb #bef74e35
-def _binned(a, b, ref_distinct:int)->tuple:
-    "Counts per Sturges bin over both samples (many distinct values), else per value."
-    import numpy as np
-    if ref_distinct > 20:
-        edges = np.histogram_bin_edges(np.concatenate([a, b]), bins="sturges")
-        return np.histogram(a, edges)[0], np.histogram(b, edges)[0]
-    keys = np.union1d(_distinct(a), _distinct(b))
-    return _value_counts(a, keys), _value_counts(b, keys)
-
-# %% ../nbs/05_monitoring.ipynb #fd8f3841
-def _numeric_inputs(ref, cur)->dict:
-    "Sorted finite values, their distinct count, and counts per value when there are few."
-    import numpy as np
-    a, b = _sorted_finite(ref), _sorted_finite(cur)
-    da, db = _distinct(a), _distinct(b)
-    n_values = len(np.union1d(da, db)) if max(len(da), len(db)) <= FEW_VALUES else max(len(da), len(db)) + 1
-    return {"a": a, "b": b, "n_ref": a.size, "n_cur": b.size, "n_values": n_values, "ref_distinct": len(da)}
-
-# %% ../nbs/05_monitoring.ipynb #9c1c02ac
-def _categorical_inputs(ref, cur)->dict:
-    "Counts per category over the union, and how much of the current batch the reference never saw."
-    r, c, _ = _category_counts(ref, cur)
-    unseen = c[r == 0].sum() / max(c.sum(), 1)
-    return {"r": r, "c": c, "n_ref": int(r.sum()), "n_cur": int(c.sum()), "n_values": int(((r + c) > 0).sum()),
-            "unseen": float(unseen)}
-
-# %% ../nbs/05_monitoring.ipynb #40d7f810
-def _run_test(test:str, kind:str, x:dict)->tuple[float, float]:
-    "(statistic, p-value or nan) of `test` on prepared inputs."
-    import numpy as np
-    from scipy import stats
-    nan = float("nan")
-    if test == "ks":
-        r = stats.ks_2samp(x["a"], x["b"])
-        return float(r.statistic), float(r.pvalue)
-    if test == "wasserstein":
-        return _wasserstein(x["a"], x["b"]) / max(float(np.std(x["a"])), 0.001), nan
-    if kind == "numeric": r, c = _binned(x["a"], x["b"], x["ref_distinct"] if test in ("jensenshannon", "psi") else 0)
-    else: r, c = x["r"], x["c"]
-    if test == "chisquare": return _chisquare(r, c)
-    if test == "z": return _z_test(r, c)
-    return (_jensenshannon(r, c) if test == "jensenshannon" else _psi(r, c)), nan
-
-# %% ../nbs/05_monitoring.ipynb #37cd9b44
-def _is_drift(test:str, score:float, threshold:float)->bool:
-    "Evidently's comparison: KS p <= t, chi²/z p < t, distances >= t."
-    if test == "ks": return score <= threshold
-    return score < threshold if test in P_VALUE_TESTS else score >= threshold
-
-# %% ../nbs/05_monitoring.ipynb #28fb1e6e
-def _check_test(column:str, kind:str, test:str)->str:
-    "The test name, or an error saying which tests exist and fit."
-    if test not in DEFAULT_THRESHOLDS:
-        raise MlopsNbError(f"unknown drift test {test!r} for column {column!r}; choose one of {', '.join(DEFAULT_THRESHOLDS)}")
-    if kind == "categorical" and test in NUMERIC_ONLY:
-        raise MlopsNbError(f"test {test!r} needs numbers but column {column!r} is categorical; "
-                           "use chisquare, z, jensenshannon or psi")
-    return test
-
-# %% ../nbs/05_monitoring.ipynb #a42999df
-def _column_drift(ref, cur, kind:str, method:str|None=None, threshold:float|None=None)->dict:
-    "One row of the drift table: the test Evidently would pick (or `method`) on one column."
-    import numpy as np
-    x = _numeric_inputs(ref, cur) if kind == "numeric" else _categorical_inputs(ref, cur)
-    row = {"column": ref.name, "kind": kind, "n_ref": x["n_ref"], "n_cur": x["n_cur"],
-           "missing_ref": 1 - x["n_ref"] / max(len(ref), 1), "missing_cur": 1 - x["n_cur"] / max(len(cur), 1),
-           "unseen": x.get("unseen", 0.0)}
-    if x["n_ref"] == 0 or x["n_cur"] == 0:
-        return row | {"test": "empty", "statistic": np.nan, "p_value": np.nan, "distance": np.nan,
-                      "threshold": np.nan, "drifted": (x["n_ref"] == 0) != (x["n_cur"] == 0)}
-    test = _check_test(ref.name, kind, method) if method else default_test(kind, x["n_ref"], x["n_values"])
-    threshold = DEFAULT_THRESHOLDS[test] if threshold is None else threshold
-    stat, p = _run_test(test, kind, x)
-    score = p if test in P_VALUE_TESTS else stat
-    return row | {"test": test, "statistic": stat, "p_value": p, "distance": np.nan if test in P_VALUE_TESTS else stat,
-                  "threshold": threshold, "drifted": bool(_is_drift(test, score, threshold))}
-
-# %% ../nbs/05_monitoring.ipynb #03eb055f
-DRIFT_COLUMNS = ["column", "kind", "test", "statistic", "p_value", "distance", "threshold", "drifted",
-                 "n_ref", "n_cur", "missing_ref", "missing_cur", "unseen"]
-
-def _per_column(value, column:str):
-    "A setting given once for all columns, or per column in a dict."
-    return value.get(column) if isinstance(value, dict) else value
-
-# %% ../nbs/05_monitoring.ipynb #e2bf6f8f
-def _columns(reference, current, columns)->list[str]:
-    "The columns to test: those named (all must exist), else those both tables share."
-    if columns is None: return [c for c in reference.columns if c in set(current.columns)]
-    missing = [c for c in columns if c not in reference.columns or c not in current.columns]
-    if missing: raise MlopsNbError(f"columns {missing} are not in both reference and current data; "
-                                   f"reference has {list(reference.columns)[:20]}, current has {list(current.columns)[:20]}")
-    return list(columns)
-
-# %% ../nbs/05_monitoring.ipynb #8d48a558
-def drift(
-    reference, # the data the model was built on: a pandas DataFrame
-    current, # a batch to compare with it: a pandas DataFrame
-    columns:list[str]|None=None, # columns to test (default: all columns both share)
-    categorical:list[str]|None=None, # columns to treat as categorical (default: inferred as Evidently does)
-    method:str|dict|None=None, # force a test: ks, chisquare, z, wasserstein, jensenshannon or psi (or {column: test})
-    threshold:float|dict|None=None, # override the test's threshold (or {column: threshold})
-    n_jobs:int=2, # threads computing columns in parallel
-): # one row per column: test, statistic, p-value or distance, threshold, drifted
-    "Drift per column with Evidently's default tests and thresholds."
-    import pandas as pd
-    from concurrent.futures import ThreadPoolExecutor
-    cols = _columns(reference, current, columns)
-    if not cols: raise MlopsNbError("reference and current data share no columns: nothing to compare")
-    kind = lambda c: "categorical" if categorical is not None and c in categorical else \
-                     "numeric" if categorical is not None else column_kind(reference[c])
-    one = lambda c: _column_drift(reference[c], current[c], kind(c), _per_column(method, c), _per_column(threshold, c))
-    with ThreadPoolExecutor(max(1, n_jobs)) as pool: rows = list(pool.map(one, cols))
-    return pd.DataFrame(rows, columns=DRIFT_COLUMNS)
-
-# %% ../nbs/05_monitoring.ipynb #ee7d7700
-def dataset_drift(
-    table, # a table from `drift`
-    share:float=0.5, # the share of drifted columns that makes the data set drift (Evidently: 0.5)
-)->bool: # whether the data set as a whole drifted
-    "Evidently's dataset drift: at least `share` of the columns drifted."
-    return bool(len(table) and table.drifted.mean() >= share)
-
-# %% ../nbs/05_monitoring.ipynb #2a1bd546
-def _f1(t, p)->float:
-    "F1 of the positive class for binary 0/1 labels, else the macro average over classes."
-    import numpy as np
-    classes = np.union1d(t, p)
-    positive = [True] if set(classes.tolist()) <= {0, 1} else classes
-    f1 = [2 * np.sum((t == c) & (p == c)) / max(np.sum(t == c) + np.sum(p == c), 1) for c in positive]
-    return float(np.mean(f1))
-
-# %% ../nbs/05_monitoring.ipynb #dc35136f
-def performance(
-    y_true, # the true values (labels); missing ones are skipped
-    y_pred, # the model's predictions, same length
-    task:str|None=None, # "regression" or "classification" (default: inferred from y_true)
-)->dict: # regression: rmse, mae, bias, n; classification: accuracy, f1, n
-    "Model quality on the rows that have a label."
-    import numpy as np, pandas as pd
-    t, p = pd.Series(y_true).reset_index(drop=True), pd.Series(y_pred).reset_index(drop=True)
-    if len(t) != len(p): raise MlopsNbError(f"y_true has {len(t)} values but y_pred has {len(p)}: pass one prediction per label")
-    keep = t.notna() & p.notna()
-    t, p = t[keep], p[keep]
-    task = task or ("regression" if column_kind(t) == "numeric" else "classification")
-    if not len(t): return {"n": 0}
-    if task == "regression":
-        err = p.to_numpy(float) - t.to_numpy(float)
-        return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))), "bias": float(err.mean()), "n": len(t)}
-    t, p = t.to_numpy(), p.to_numpy()
-    return {"accuracy": float(np.mean(t == p)), "f1": _f1(t, p), "n": len(t)}
-
-# %% ../nbs/05_monitoring.ipynb #f5f1afd2
-def prediction_drift(
-    reference_pred, # predictions on the reference data
-    current_pred, # predictions on the current batch
-    method:str|None=None, # force a test (see `drift`)
-)->dict: # one drift-table row for the predictions
-    "Drift of the model's predictions, with the test Evidently would pick."
-    import pandas as pd
-    ref, cur = pd.Series(reference_pred, name="prediction").reset_index(drop=True), pd.Series(current_pred).reset_index(drop=True)
-    return _column_drift(ref, cur, column_kind(ref), method)
+__all__ = ['read_frame', 'join_labels', 'MonitorReport', 'Monitor', 'checked_batches']
 
 # %% ../nbs/05_monitoring.ipynb #2ce1432a
 def read_frame(
@@ -313,38 +32,6 @@ def read_frame(
     if path.suffix == ".parquet": return pd.read_parquet(path)
     if path.suffix == ".csv": return pd.read_csv(path)
     raise MlopsNbError(f"cannot read {path}: use a .parquet or .csv file (or a folder of parquet files)")
-
-# %% ../nbs/05_monitoring.ipynb #ed533fac
-def _utc(t):
-    "A timestamp in UTC; a naive one is taken to be UTC already."
-    import pandas as pd
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
-
-# %% ../nbs/05_monitoring.ipynb #73dcb5e1
-def read_predictions(
-    root:str|Path|None=None, # the project folder (default: `project_root()`), or the log folder itself
-    since=None, # only predictions at or after this time (anything pandas reads as a timestamp)
-    until=None, # only predictions before this time
-    variant:str|None=None, # only the predictions of this variant (champion, challenger)
-): # the prediction log rows, oldest first
-    "The model service's prediction log, optionally one time window and one variant."
-    import pandas as pd
-    folder = Path(root or project_root())
-    folder = folder if folder.name == PREDICTION_LOG or not (folder/PREDICTION_LOG).is_dir() else folder/PREDICTION_LOG
-    if not folder.is_dir(): raise MlopsNbError(f"no prediction log at {folder}: the model service writes its predictions to "
-                                               f"<project>/{PREDICTION_LOG}/ as parquet files; pass the project or that folder")
-    from mlops_nb.serving import compact_log
-    compact_log(folder)   # rows a killed or crashed service left in its segment files become parquet first
-    df = read_frame(folder)
-    if "timestamp" in df:
-        ts = pd.to_datetime(df["timestamp"], utc=True)
-        keep = pd.Series(True, index=df.index)
-        if since is not None: keep &= ts >= _utc(since)
-        if until is not None: keep &= ts < _utc(until)
-        df = df[keep].assign(_ts=ts[keep]).sort_values("_ts", kind="stable").drop(columns="_ts")
-    if variant is not None: df = df[df[VARIANT_COLUMN] == variant]
-    return df.reset_index(drop=True)
 
 # %% ../nbs/05_monitoring.ipynb #b9df10c5
 def join_labels(
@@ -396,7 +83,7 @@ def _overlay(ax, ref, cur, kind:str, name:str):
     "Reference against current for one column on one Axes."
     import numpy as np, pandas as pd
     if kind == "numeric":
-        a, b = _sorted_finite(ref), _sorted_finite(cur)
+        a, b = sorted_finite(ref), sorted_finite(cur)
         edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=30)
         ax.hist(a, edges, density=True, alpha=0.5, label="reference"); ax.hist(b, edges, density=True, alpha=0.5, label="current")
     else:
@@ -554,7 +241,7 @@ class Monitor:
         self.model = _load_model(model, root)
         self.reference = read_frame(reference)
         skip = {target, prediction, *LOG_COLUMNS}
-        self.columns = _columns(self.reference, self.reference, columns) if columns else [c for c in self.reference.columns if c not in skip]
+        self.columns = shared_columns(self.reference, self.reference, columns) if columns else [c for c in self.reference.columns if c not in skip]
         self.categorical, self.method = categorical, method
         self.drift_share, self.max_degradation = drift_share, max_degradation
         self.reference_pred = self._predictions(self.reference)
@@ -672,7 +359,7 @@ def _log(self:Monitor, report:MonitorReport, step:int)->str:
     return rid
 
 # %% ../nbs/05_monitoring.ipynb #2291b453
-def history(
+def checked_batches(
     experiment:str="monitoring", # the monitoring experiment
     root:str|Path|None=None, # the project (default: `project_root()`)
 ): # one row per checked batch: batch, verdict, run_id, start time and metrics, oldest first

@@ -4,7 +4,9 @@ import numpy as np, pandas as pd
 import pytest
 from conftest import store_runs
 from mlops_nb.config import KIND_TAG, KIND_MONITORING, PREDICTION_LOG, MlopsNbError
-from mlops_nb.monitoring import Monitor, drift, dataset_drift, performance, read_predictions, join_labels, history
+from mlops_nb.drift import drift, dataset_drift, performance
+from mlops_nb.monitoring import Monitor, join_labels, checked_batches
+from mlops_nb.prediction_log import read_predictions
 
 # ------------------------------------------------------------------ the flights: a January model through the year
 @pytest.fixture(scope="module")
@@ -157,7 +159,7 @@ def test_each_batch_is_one_tagged_mlflow_run_with_its_metrics(project):
         assert run.data.tags[KIND_TAG] == KIND_MONITORING and run.data.tags["mlops_nb.verdict"] == report.verdict
         assert {"rmse", "mae", "bias", "baseline_rmse", "drift_share", "n_drifted", "drift.x", "drift.c", "prediction_drift"} <= set(run.data.metrics)
         assert run.data.metrics["rmse"] == pytest.approx(report.metrics["rmse"])
-    h = history(root=project)
+    h = checked_batches(root=project)
     assert list(h.batch) == ["w1", "w2", "w3"] and list(h.verdict) == ["ok", "drift", "performance_drop"]
     assert not (project.parent/"mlflow.db").exists() and not os.path.exists("mlflow.db")
 
