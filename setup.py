@@ -48,6 +48,6 @@ setuptools.setup(
     entry_points={
         "console_scripts": console_scripts,
         "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
-        "papermill.engine": ["mlops_nb=mlops_nb.tracking:MlopsNbEngine"],
+        "papermill.engine": ["mlops_nb=mlops_nb.provenance:MlopsNbEngine"],
     },
 )

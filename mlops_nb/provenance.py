@@ -11,7 +11,7 @@ from .config import GIT_COMMIT_TAG, GIT_DIRTY_TAG, TAG_EXECUTION, TAG_NOTEBOOK  
 
 # %% auto #0
 __all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'ENV_STEP_PARAMS', 'NATIVE_KERNEL', 'KERNEL_EXTENSION', 'notebook_path',
-           'papermill_parameters', 'git_tags', 'fingerprint', 'declared_parameters', 'check_parameters',
+           'papermill_parameters', 'git_tags', 'fingerprint', 'cell_source', 'declared_parameters', 'check_parameters',
            'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine']
 
 # %% ../nbs/01c_provenance.ipynb #ebb6bad5
@@ -88,7 +88,7 @@ def fingerprint(
     return h.hexdigest()[:32]
 
 # %% ../nbs/01c_provenance.ipynb #adeff9a6
-def _source(cell)->str:
+def cell_source(cell)->str:
     "A cell's source as one string (notebook files may store it as a list of lines)."
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src
@@ -105,7 +105,7 @@ def declared_parameters(
         try: return ast.literal_eval(node)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError): return None
     found = {}
-    for node in ast.parse(_source(cell)).body:
+    for node in ast.parse(cell_source(cell)).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name): found[node.targets[0].id] = literal(node.value)
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None: found[node.target.id] = literal(node.value)
     return found

@@ -77,7 +77,7 @@ Each step notebook opens and runs on its own in JupyterLab with the defaults of 
 _TEST = '''"The pipeline is valid, and runs end to end (with the small settings of ci.yaml, when the project has one)."
 import os, shutil, subprocess, sys
 from pathlib import Path
-from mlops_nb.pipeline import load_pipeline, validate
+from mlops_nb.pipeline_spec import load_pipeline, validate
 
 HERE = Path(__file__).resolve().parent.parent
 SOURCES = ("pipeline.yaml", "mlops_nb.toml", "ci.yaml", "*.ipynb", "*.py")   # what the pipeline needs, not its outputs
@@ -112,7 +112,7 @@ jobs:
 # %% ../nbs/09_scaffold.ipynb #080a2aa2
 def _experiment(dest:Path)->str:
     "The experiment a project's pipeline logs to, for its README."
-    from mlops_nb.pipeline import load_pipeline
+    from mlops_nb.pipeline_spec import load_pipeline
     p = load_pipeline(dest/"pipeline.yaml")
     return p.experiment or p.name
 

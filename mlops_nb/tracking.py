@@ -4,95 +4,19 @@
 
 # %% ../nbs/01_tracking.ipynb #c007e494
 from __future__ import annotations
-import ast, contextlib, functools, hashlib, json, numbers, os, subprocess, sys, time, traceback, uuid
+import ast, contextlib, functools, json, numbers, os, sys, time, traceback, uuid
 from pathlib import Path
 from fastcore.basics import patch
 from .config import MlopsNbError, artifact_root, did_you_mean, project_root, refresh_stats, trusted_types, use_store
 from .config import (  # the contract
-    DATA_TAG_PREFIX, ERROR_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG,
-    TAG_EXECUTION, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP)
+    DATA_TAG_PREFIX, ERROR_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP)
 from .metrics import GoalError, check_goals, goal, goal_tags
+from .provenance import ENV_EXECUTION, fingerprint, git_tags, notebook_path, papermill_parameters
 
 # %% auto #0
-__all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'ENV_STEP_PARAMS', 'EVALUATION_NAMES', 'ENV_STEP_RUN', 'NATIVE_KERNEL',
-           'KERNEL_EXTENSION', 'RUN_KINDS', 'notebook_path', 'papermill_parameters', 'git_tags', 'fingerprint',
-           'default_experiment', 'experiment_id', 'declare_goals', 'Tracker', 'track', 'active_tracker', 'flush_open',
-           'model_requirements', 'dataset_schema', 'declared_parameters', 'check_parameters', 'kernel_manager_class',
-           'attach_notebook', 'MlopsNbEngine', 'experiment_goal', 'best_run', 'best_params', 'runs', 'plot_runs',
-           'run_kind', 'run_table']
-
-# %% ../nbs/01_tracking.ipynb #ebb6bad5
-ENV_NOTEBOOK = "MLOPS_NB_NOTEBOOK"    # the notebook a papermill kernel executes (set by the `mlops_nb` engine)
-ENV_EXECUTION = "MLOPS_NB_EXECUTION"  # the id of one papermill execution (set by the `mlops_nb` engine)
-
-def _user_ns()->dict:
-    "The IPython user namespace when running in a kernel, else {} (without importing IPython)."
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython else None
-    return shell.user_ns if shell is not None else {}
-
-# %% ../nbs/01_tracking.ipynb #577f5e68
-def notebook_path()->Path|None:
-    "The notebook this code runs in, or None in a plain script."
-    ns = _user_ns()
-    for found in (os.environ.get(ENV_NOTEBOOK), ns.get("__vsc_ipynb_file__"), ns.get("__session__"),
-                  os.environ.get("JPY_SESSION_NAME")):
-        if found and str(found).endswith(".ipynb"): return Path(found)
-    return None
-
-# %% ../nbs/01_tracking.ipynb #daaceaf6
-def _literal_assignments(source:str)->dict:
-    "The `name = value` lines of a papermill parameters cell, values as Python objects."
-    found = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try: found[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError: found[node.targets[0].id] = ast.unparse(node.value)
-    return found
-
-# %% ../nbs/01_tracking.ipynb #b316cbed
-ENV_STEP_PARAMS = "MLOPS_NB_STEP_PARAMS"  # a pipeline step's resolved parameters, JSON (set by the pipeline runner)
-
-def papermill_parameters()->dict:
-    "The parameters papermill injected into this kernel (as the pipeline resolved them, under the runner), or {}."
-    if os.environ.get(ENV_STEP_PARAMS): return json.loads(os.environ[ENV_STEP_PARAMS])
-    for source in _user_ns().get("In", []):
-        if source.lstrip().startswith("# Parameters"): return _literal_assignments(source)
-    return {}
-
-# %% ../nbs/01_tracking.ipynb #333d343e
-def _git_dir(folder:Path)->Path|None:
-    "The checkout holding `folder`, found without starting git (a plain folder costs no subprocess)."
-    for f in (folder, *folder.parents):
-        if (f/".git").exists(): return f
-    return None
-
-# %% ../nbs/01_tracking.ipynb #c8f840fc
-def git_tags(
-    folder:str|Path|None=None, # a folder inside the checkout (default: the working directory)
-)->dict: # MLflow tags: commit and dirty flag, {} outside git
-    "The git commit of `folder` and whether its tracked files have uncommitted changes."
-    top = _git_dir(Path(folder or Path.cwd()).resolve())
-    if top is None: return {}
-    try: done = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-                               cwd=top, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired): return {}
-    lines = done.stdout.splitlines()
-    commit = next((l.split()[2] for l in lines if l.startswith("# branch.oid ")), "(initial)")
-    if done.returncode or commit == "(initial)": return {}
-    dirty = any(not l.startswith("#") for l in lines)
-    return {GIT_COMMIT_TAG: commit, GIT_DIRTY_TAG: str(dirty).lower()}
-
-# %% ../nbs/01_tracking.ipynb #3a3c8941
-def fingerprint(
-    df, # a pandas DataFrame
-)->str: # a hex digest that changes when any value, label or dtype changes
-    "A content hash of a whole DataFrame."
-    import pandas as pd
-    if not isinstance(df, pd.DataFrame): raise MlopsNbError(f"fingerprint takes a pandas DataFrame, got {type(df).__name__}")
-    h = hashlib.sha256(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
-    return h.hexdigest()[:32]
+__all__ = ['EVALUATION_NAMES', 'ENV_STEP_RUN', 'RUN_KINDS', 'default_experiment', 'experiment_id', 'declare_goals', 'Tracker',
+           'track', 'active_tracker', 'flush_open', 'model_requirements', 'dataset_schema', 'param_value',
+           'experiment_goal', 'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
 
 # %% ../nbs/01_tracking.ipynb #8584eebe
 def default_experiment()->str:
@@ -445,163 +369,10 @@ def log_input(self:Tracker, df, name:str, context:str="training")->Tracker:
     return self.set_tags({f"{DATA_TAG_PREFIX}{name}": digest})
 
 # %% ../nbs/01_tracking.ipynb #f7618558
-def _typed(text:str):
+def param_value(text:str):
     "A param string back as the Python value it was written from, where that is a literal."
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError): return text
-
-# %% ../nbs/01_tracking.ipynb #adeff9a6
-def _source(cell)->str:
-    "A cell's source as one string (notebook files may store it as a list of lines)."
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-# %% ../nbs/01_tracking.ipynb #ee9107ec
-def declared_parameters(
-    nb, # a notebook: an nbformat node or the notebook file's JSON as a dict
-    kernel_name:str|None=None, # its kernel (parameters cells of Python kernels are parsed; kept for papermill's engine API)
-)->dict|None: # name -> default (None when not a literal); None when the notebook has no `parameters` cell
-    "The parameters a notebook declares in its `parameters` cell: its `name = value` and `name: type = value` lines."
-    cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
-    if cell is None: return None
-    def literal(node):
-        try: return ast.literal_eval(node)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError): return None
-    found = {}
-    for node in ast.parse(_source(cell)).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name): found[node.targets[0].id] = literal(node.value)
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None: found[node.target.id] = literal(node.value)
-    return found
-
-# %% ../nbs/01_tracking.ipynb #a3dcfe8e
-def _fits(value, default)->bool:
-    "Does `value` fit a parameter declared with `default`?"
-    if default is None or value is None: return True
-    if isinstance(default, bool) or isinstance(value, bool): return type(default) is type(value)
-    if isinstance(default, float): return isinstance(value, (int, float))
-    return isinstance(value, type(default))
-
-# %% ../nbs/01_tracking.ipynb #d08622fa
-def check_parameters(
-    declared:dict|None, # what the notebook declares (`declared_parameters`)
-    given:dict, # name -> value to inject
-    where:str, # the notebook, as the message should name it
-):
-    "Refuse parameters the notebook does not declare (naming the nearest) or whose type does not fit the default."
-    if declared is None:
-        if given: raise MlopsNbError(f"{where} has no cell tagged 'parameters', so {', '.join(map(repr, given))} would be injected "
-                                     "blindly: tag the cell that assigns the defaults with 'parameters'")
-        return
-    for name, value in given.items():
-        if name not in declared:
-            raise MlopsNbError(f"{where} declares no parameter {name!r}{did_you_mean(name, declared)} "
-                               f"(its parameters cell declares: {', '.join(declared) or 'nothing'})")
-        if not _fits(value, declared[name]):
-            raise MlopsNbError(f"{where}: parameter {name!r} = {value!r} is a {type(value).__name__}, but the notebook "
-                               f"declares {name} = {declared[name]!r} ({type(declared[name]).__name__})")
-
-# %% ../nbs/01_tracking.ipynb #8b6b0de9
-NATIVE_KERNEL = "python3"  # this name means: the interpreter running mlops_nb, whatever kernelspecs say
-KERNEL_EXTENSION = "--ext=mlops_nb.kernels"  # loaded by each such kernel: its exit no longer hangs (mlops_nb.kernels._join_control)
-
-def _kernel_spec_manager():
-    "Kernelspecs as Jupyter finds them, except `python3`: this interpreter's ipykernel, with mlops_nb's kernel extension."
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    class ThisPython(KernelSpecManager):
-        def get_kernel_spec(self, name):
-            if name != NATIVE_KERNEL: return super().get_kernel_spec(name)
-            from ipykernel.kernelspec import RESOURCES, get_kernel_dict
-            spec = get_kernel_dict()
-            return KernelSpec(resource_dir=RESOURCES, **{**spec, "argv": [*spec["argv"], KERNEL_EXTENSION]})
-    return ThisPython()
-
-# %% ../nbs/01_tracking.ipynb #ade035f7
-def kernel_manager_class(
-    env:dict, # environment variables for the kernel, on top of this process's
-    socket_dir:str, # a private folder for the kernel's IPC sockets
-    kernel:str|None=None, # kernel name; None keeps the notebook's (python3 = this interpreter)
-    zygote=None, # a `mlops_nb.kernels.Zygote` to fork python3 kernels from (None: every kernel starts cold)
-): # a jupyter_client kernel manager class for papermill/nbclient
-    "A kernel manager that starts kernels with their own environment on IPC sockets, so parallel starts cannot race for ports."
-    from jupyter_client.manager import AsyncKernelManager
-    class KernelManager(AsyncKernelManager):
-        def __init__(self, **kw):
-            kw.update(transport="ipc", ip=f"{socket_dir}/kernel", kernel_spec_manager=_kernel_spec_manager())
-            if kernel: kw["kernel_name"] = kernel
-            super().__init__(**kw)
-        async def start_kernel(self, **kw):
-            kw["env"] = {**os.environ, **kw.get("env", {}), **env}
-            return await super().start_kernel(**kw)
-        async def _async_pre_start_kernel(self, **kw):
-            if zygote is not None and self.provisioner is None and self.kernel_name == NATIVE_KERNEL:
-                from mlops_nb.kernels import zygote_provisioner  # a warm kernel, or a cold one when the zygote says no
-                self.kernel_id = self.kernel_id or kw.pop("kernel_id", None) or str(uuid.uuid4())
-                self.provisioner = zygote_provisioner(zygote)(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
-            return await super()._async_pre_start_kernel(**kw)
-        async def _async_interrupt_kernel(self):
-            # jupyter_client sends SIGINT before every shutdown; papermill shuts a kernel down when its cells are done,
-            # so that only races with the last messages ("KeyboardInterrupt caught in kernel" on the terminal)
-            if not self.shutting_down: await super()._async_interrupt_kernel()
-    return KernelManager
-
-# %% ../nbs/01_tracking.ipynb #7cf210fd
-def _absolute_input(input_path)->str:
-    "The input notebook as an absolute path: papermill has already changed into `--cwd` when an engine runs."
-    p = Path(str(input_path))
-    if p.is_absolute() or "://" in str(input_path): return str(input_path)
-    for base in (os.environ.get("PWD"), Path.cwd()):
-        if base and (Path(base)/p).is_file(): return str((Path(base)/p).resolve())
-    return str(input_path)
-
-# %% ../nbs/01_tracking.ipynb #d330d43b
-def attach_notebook(
-    execution:str, # the execution id the runs are tagged with
-    nb, # the executed notebook (an nbformat node)
-    notebook:str, # the input notebook's path
-)->list[str]: # ids of the runs that got it
-    "Attach an executed notebook and its input path to every run one papermill execution created."
-    import mlflow, nbformat
-    use_store()
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=f"tags.`{TAG_EXECUTION}` = '{execution}'")
-    name = Path(nb.metadata.get("papermill", {}).get("output_path") or notebook).name
-    client = mlflow.MlflowClient()
-    for run in runs:
-        client.log_text(run.info.run_id, nbformat.writes(nb), f"notebook/{name}")
-        client.set_tag(run.info.run_id, TAG_NOTEBOOK, notebook)
-    return [r.info.run_id for r in runs]
-
-# %% ../nbs/01_tracking.ipynb #b2450fd9
-class MlopsNbEngine:
-    "papermill engine `mlops_nb`: papermill's own engine, plus the executed notebook attached to the runs it made."
-    @classmethod
-    def execute_notebook(cls, nb, kernel_name, kernel_env:dict|None=None, kernel:str|None=None, zygote=None, **kwargs):
-        import shutil, tempfile
-        from papermill.engines import NBClientEngine
-        execution, notebook = uuid.uuid4().hex, _absolute_input(kwargs.get("input_path") or "")
-        if cls.nb_language(nb) == "python":  # papermill can read the parameters cell of Python notebooks only
-            check_parameters(declared_parameters(nb, kernel_name), nb.metadata.get("papermill", {}).get("parameters") or {}, notebook or "the notebook")
-        context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}") | {TAG_EXECUTION: execution}
-        env = {ENV_EXECUTION: execution, ENV_NOTEBOOK: notebook, "MLFLOW_RUN_CONTEXT": json.dumps(context), **(kernel_env or {})}
-        sockets = tempfile.mkdtemp(prefix="mlops_nb-", dir="/tmp" if os.path.isdir("/tmp") else None)
-        try: nb = NBClientEngine.execute_notebook(nb, kernel_name, kernel_manager_class=kernel_manager_class(env, sockets, kernel, zygote), **kwargs)
-        finally: shutil.rmtree(sockets, ignore_errors=True)
-        attach_notebook(execution, nb, notebook)
-        return nb
-
-    @classmethod
-    def nb_kernel_name(cls, nb, name=None):
-        "The kernel papermill picks, or python3 (this interpreter) for a Python notebook that names none."
-        from papermill.engines import NBClientEngine
-        if not name and not nb.metadata.get("kernelspec", {}).get("name") and cls.nb_language(nb) == "python": return NATIVE_KERNEL
-        return NBClientEngine.nb_kernel_name(nb, name)
-
-    @classmethod
-    def nb_language(cls, nb, language=None):
-        "The language papermill reads, or python for a notebook whose metadata names neither kernel nor language."
-        from papermill.engines import NBClientEngine
-        if not language and not nb.metadata.get("kernelspec") and not nb.metadata.get("language_info"): return "python"
-        return NBClientEngine.nb_language(nb, language)
 
 # %% ../nbs/01_tracking.ipynb #dc498f64
 def _known_metrics(client, exp_id:str)->list[str]:
@@ -653,7 +424,7 @@ def best_params(
     filter:str|None=None, # an extra MLflow search filter
 )->dict: # the best run's params, typed
     "The params of the best run, as Python values."
-    return {k: _typed(v) for k, v in best_run(experiment, metric, mode, filter).data.params.items()}
+    return {k: param_value(v) for k, v in best_run(experiment, metric, mode, filter).data.params.items()}
 
 # %% ../nbs/01_tracking.ipynb #6f7824a0
 def runs(
@@ -679,7 +450,7 @@ def plot_runs(
     if f"metrics.{metric}" not in df or f"params.{param}" not in df:
         raise MlopsNbError(f"experiment {experiment!r} has no runs with both metric {metric!r} and param {param!r}")
     df = df.dropna(subset=[f"metrics.{metric}", f"params.{param}"])
-    x, y = df[f"params.{param}"].map(_typed), df[f"metrics.{metric}"]
+    x, y = df[f"params.{param}"].map(param_value), df[f"metrics.{metric}"]
     numeric = all(isinstance(v, numbers.Real) for v in x)
     if not numeric: x = x.astype(str)
     ax = ax or plt.subplots(figsize=(6, 4))[1]
