@@ -11,8 +11,8 @@ from .config import MlopsNbError, did_you_mean
 
 # %% auto #0
 __all__ = ['PIPELINE_KEYS', 'RETRAIN_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'Step', 'Pipeline', 'parse_param',
-           'load_pipeline', 'notebook_parameters', 'topological', 'upstream', 'validate', 'Task', 'source_hash',
-           'digest', 'file_hash', 'step_tasks', 'write_atomically', 'record_path', 'read_record', 'cached']
+           'load_pipeline', 'notebook_parameters', 'topological', 'upstream', 'validate', 'Task', 'digest',
+           'source_hash', 'file_hash', 'step_tasks', 'write_atomically', 'record_path', 'read_record', 'cached']
 
 # %% ../nbs/03a_pipeline_spec.ipynb #f281b980
 class PipelineError(MlopsNbError):
@@ -247,17 +247,18 @@ class Task:
     @property
     def label(self)->str: return self.step if self.point is None else f"{self.step}[{self.point}]"
 
+# %% ../nbs/03a_pipeline_spec.ipynb #b95cfcae
+def digest(obj)->str:
+    "SHA-256 of `obj` as canonical JSON (keys sorted, anything else as its text): the same on every machine and run."
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
 # %% ../nbs/03a_pipeline_spec.ipynb #ec27f595
 def source_hash(
     path:str|Path, # a notebook
 )->str: # hex digest of its cells' types and sources only
     "A hash of a notebook's source: outputs, execution counts and metadata do not count."
-    from mlops_nb.provenance import _source
-    return digest([(c["cell_type"], _source(c)) for c in _read_notebook(path)["cells"]])
-
-# %% ../nbs/03a_pipeline_spec.ipynb #b95cfcae
-def digest(obj)->str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    from mlops_nb.provenance import cell_source
+    return digest([(c["cell_type"], cell_source(c)) for c in _read_notebook(path)["cells"]])
 
 # %% ../nbs/03a_pipeline_spec.ipynb #fc514ad5
 def file_hash(path:Path)->str|None:
@@ -290,6 +291,7 @@ def step_tasks(pipeline:Pipeline, step:Step, declared:dict|None, upstream:dict)-
 
 # %% ../nbs/03a_pipeline_spec.ipynb #3b652685
 def write_atomically(path:Path, text:str):
+    "Write `text` to `path` so readers see the old file or the new one, never half of one."
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(text)
@@ -297,6 +299,7 @@ def write_atomically(path:Path, text:str):
 
 # %% ../nbs/03a_pipeline_spec.ipynb #bf4c2af5
 def record_path(pipeline:Pipeline, task:Task)->Path:
+    "Where the cache record of a task lives: one JSON file per task under the project's `.mlops_nb/cache`."
     return pipeline.root/".mlops_nb"/"cache"/pipeline.name/f"{task.label}.json"
 
 # %% ../nbs/03a_pipeline_spec.ipynb #7083dd24
