@@ -30,7 +30,7 @@ _MAX_FILES = 200      # notebooks or prediction files read per question
 def _store_problem(uri:str)->str|None:
     "Why there is no store to read at `uri`, or None when there is one; creates nothing."
     if not uri: return "no tracking store (empty tracking URI)"
-    db = config._sqlite_path(uri)
+    db = config.sqlite_path(uri)
     if db is not None:
         return None if db.is_file() and db.stat().st_size else f"no tracking store yet ({db} does not exist)"
     if uri.startswith("file:") or "://" not in uri:

@@ -4,18 +4,21 @@
 
 # %% ../nbs/07_maturity.ipynb #673fa3c3
 from __future__ import annotations
-import getpass, html, json, os, re, socket, time
+import getpass, html, json, re, socket, time
 from dataclasses import dataclass, replace
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
 from fastcore.basics import patch
 from . import config
 from .config import MlopsNbError
+from .config import (  # the contract the detectors read, still reachable as maturity.<name>
+    CHALLENGER, CHAMPION, DATA_TAG_PREFIX, GIT_COMMIT_TAG, HISTORY_TAG_PREFIX, KIND_MONITORING, KIND_RETRAINING, KIND_TAG,
+    METRIC_TAG_PREFIX, PAPERMILL_TAG, PREDICTION_LOG, TAG_EXECUTION, TAG_NOTEBOOK, VARIANT_COLUMN)
+from .evidence import DETECTORS, Project
 
 # %% auto #0
-__all__ = ['LEVELS', 'ITEMS', 'ITEMS_BY_ID', 'ANSWERS_FILE', 'CI_FILES', 'TEST_FILES', 'NOTEBOOK_FILES', 'PIPELINE_FILE',
-           'SERVE_STEP', 'RECOMMENDATION', 'DETECTORS', 'Level', 'Item', 'load_answers', 'save_answers', 'Check',
-           'Assessment', 'assess', 'checklist']
+__all__ = ['LEVELS', 'ITEMS', 'ITEMS_BY_ID', 'ANSWERS_FILE', 'RECOMMENDATION', 'Level', 'Item', 'load_answers', 'save_answers',
+           'Check', 'Assessment', 'assess', 'checklist']
 
 # %% ../nbs/07_maturity.ipynb #d678563c
 @dataclass(frozen=True)
@@ -107,278 +110,10 @@ ITEMS = (
 )
 ITEMS_BY_ID = {i.id: i for i in ITEMS}
 
-# %% ../nbs/07_maturity.ipynb #d31f8fc1
-from .config import is_lock_model
-from .config import (  # the contract: what the other modules write
-    CHALLENGER, CHAMPION, DATA_TAG_PREFIX, GIT_COMMIT_TAG, HISTORY_TAG_PREFIX, KIND_MONITORING, KIND_RETRAINING, KIND_TAG,
-    METRIC_TAG_PREFIX, PAPERMILL_TAG, PREDICTION_LOG, TAG_EXECUTION, TAG_NOTEBOOK, VARIANT_COLUMN)
+# %% ../nbs/07_maturity.ipynb #c952ab06
 ANSWERS_FILE = "maturity.json"       # manual answers, in the project root
-CI_FILES = (".ci/run", ".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitlab-ci.yml", "Jenkinsfile",
-            "azure-pipelines.yml", ".circleci/config.yml")
-TEST_FILES = ("tests/test_*.py", "tests/*_test.py", "test_*.py")
-NOTEBOOK_FILES = ("*.ipynb", "nbs/*.ipynb", "nbs/*/*.ipynb")
-PIPELINE_FILE = "pipeline.yaml"      # the pipeline contract (mlops_nb.pipeline)
-SERVE_STEP = "serve"                 # a pipeline step with this name or `kind` serves the model
 RECOMMENDATION = ("Level 2 to 3 suits most models. Level 4 pays off only for critical services with many models; "
                   "while a model is unproven, level 0 is fine.")
-_MAX_RUNS = 1000      # runs fetched per question: enough to count "1000+" without reading a huge store
-_MAX_FILES = 200      # notebooks or prediction files read per question
-
-# %% ../nbs/07_maturity.ipynb #5c590f98
-def _store_problem(uri:str)->str|None:
-    "Why there is no store to read at `uri`, or None when there is one; creates nothing."
-    if not uri: return "no tracking store (empty tracking URI)"
-    db = config._sqlite_path(uri)
-    if db is not None:
-        return None if db.is_file() and db.stat().st_size else f"no tracking store yet ({db} does not exist)"
-    if uri.startswith("file:") or "://" not in uri:
-        from urllib.parse import urlparse
-        folder = Path(urlparse(uri).path if uri.startswith("file:") else uri)
-        return None if folder.is_dir() else f"no tracking store yet ({folder} does not exist)"
-    return None
-
-# %% ../nbs/07_maturity.ipynb #6321eb64
-def _git_root(folder:Path)->Path|None:
-    "The nearest folder at or above `folder` holding `.git`."
-    return next((f for f in (folder, *folder.parents) if (f/".git").exists()), None)
-
-# %% ../nbs/07_maturity.ipynb #c9ff7526
-class _Project:
-    "What the detectors look at: the project's files and, when it exists, its tracking store."
-    def __init__(self, root:Path, uri:str):
-        self.root, self.uri = root, uri
-        self.no_store = _store_problem(uri)
-
-    @cached_property
-    def folders(self)->list[Path]:
-        "The root, then the folders above it up to the git root (just the root outside git)."
-        top = _git_root(self.root)
-        return [self.root] + ([f for f in self.root.parents if f.is_relative_to(top)] if top else [])
-
-    def find(self, patterns)->list[Path]:
-        "Files matching any of `patterns` in the searched folders, nearest folder first."
-        seen = []
-        for folder in self.folders:
-            for pattern in patterns:
-                seen += [f for f in sorted(folder.glob(pattern)) if f.is_file() and ".ipynb_checkpoints" not in f.parts]
-        return list(dict.fromkeys(seen))
-
-    def show(self, path:Path)->str:
-        "A path as the user reads it: relative to the project root."
-        return os.path.relpath(path, self.root)
-
-    @cached_property
-    def client(self):
-        from mlflow import MlflowClient
-        return MlflowClient(self.uri, self.uri)
-
-    @cached_property
-    def experiment_ids(self)->list[str]: return [e.experiment_id for e in self.client.search_experiments(max_results=1000)]
-
-    def runs(self, *filters:str, finished:bool=True)->list:
-        "Up to `_MAX_RUNS` runs of any experiment matching all `filters`, newest first."
-        filters = (["attributes.status = 'FINISHED'"] if finished else []) + list(filters)
-        return self.client.search_runs(self.experiment_ids, " AND ".join(filters), max_results=_MAX_RUNS)
-
-    @cached_property
-    def models(self)->list:
-        "Registered models, without the store's locks."
-        return [m for m in self.client.search_registered_models(max_results=1000) if not is_lock_model(m.name)]
-
-    @cached_property
-    def versions(self)->list:
-        "Every registered version, newest first."
-        found = self.client.search_model_versions(max_results=10_000)
-        return sorted(found, key=lambda v: v.creation_timestamp or 0, reverse=True)
-
-    @cached_property
-    def pipeline(self)->tuple[list, str]:
-        "The steps of pipeline.yaml, or [] and why not."
-        path = self.root/PIPELINE_FILE
-        if not path.is_file(): return [], f"no {PIPELINE_FILE} in {self.root}"
-        import yaml
-        try: spec = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e: return [], f"{PIPELINE_FILE} is not valid YAML: {e}"
-        steps = spec.get("steps") if isinstance(spec, dict) else None
-        if not isinstance(steps, list) or not steps: return [], f"{PIPELINE_FILE} declares no steps"
-        return [s for s in steps if isinstance(s, dict)], ""
-
-    @cached_property
-    def predictions(self)->list[Path]: return sorted((self.root/PREDICTION_LOG).glob("*.parquet"))[-_MAX_FILES:]
-
-# %% ../nbs/07_maturity.ipynb #1614b35c
-def _listing(names:list[str], limit:int=3)->str:
-    "`a, b, c and 4 more`."
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-# %% ../nbs/07_maturity.ipynb #76cf4471
-def _ci(p:_Project)->tuple[bool, str]:
-    "A CI configuration file."
-    found = [p.show(f) for f in p.find(CI_FILES)]
-    return (True, f"CI configuration: {_listing(found)}") if found else (False, f"no CI configuration ({', '.join(CI_FILES)})")
-
-# %% ../nbs/07_maturity.ipynb #77304391
-_ASSERT = re.compile(r"^\s*assert\b", re.M)
-
-def _asserts(notebook:Path)->bool:
-    "Whether a notebook has a code cell with an assert statement."
-    try: cells = json.loads(notebook.read_text()).get("cells", [])
-    except (ValueError, OSError): return False
-    source = lambda c: "".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
-    return any(c.get("cell_type") == "code" and _ASSERT.search(source(c)) for c in cells)
-
-# %% ../nbs/07_maturity.ipynb #70a550a0
-def _tests(p:_Project)->tuple[bool, str]:
-    "Test files, or notebooks with assert cells."
-    files = [p.show(f) for f in p.find(TEST_FILES)]
-    notebooks = [p.show(f) for f in p.find(NOTEBOOK_FILES)[:_MAX_FILES] if _asserts(f)]
-    found = ([f"test files {_listing(files)}"] if files else []) + ([f"notebooks with asserts {_listing(notebooks)}"] if notebooks else [])
-    return (True, "; ".join(found)) if found else (False, f"no test files ({', '.join(TEST_FILES)}) and no notebook with an assert cell")
-
-# %% ../nbs/07_maturity.ipynb #87ada34d
-def _plural(n:int, word:str, limit:int|None=None)->str:
-    return f"{n}{'+' if limit and n >= limit else ''} {word}{'' if n == 1 else 's'}"
-
-# %% ../nbs/07_maturity.ipynb #ec92ceac
-def _tracking(p:_Project)->tuple[bool, str]:
-    "Finished runs in the store."
-    if p.no_store: return False, p.no_store
-    runs = p.runs()
-    if not runs: return False, f"no finished runs in {p.uri}"
-    experiments = {r.info.experiment_id for r in runs}
-    return True, f"{_plural(len(runs), 'finished run', _MAX_RUNS)} in {_plural(len(experiments), 'experiment')} of {p.uri}"
-
-# %% ../nbs/07_maturity.ipynb #4a802c3c
-def _reproducible(p:_Project)->tuple[bool, str]:
-    "Runs that record both a git commit and a data fingerprint."
-    if p.no_store: return False, p.no_store
-    committed = p.runs(f"tags.`{GIT_COMMIT_TAG}` IS NOT NULL")
-    data = lambda r: sorted(k.removeprefix(DATA_TAG_PREFIX) for k in r.data.tags if k.startswith(DATA_TAG_PREFIX))
-    both = [r for r in committed if data(r)]
-    if not both:
-        fingerprinted = sum(1 for r in p.runs() if data(r))
-        return False, (f"{_plural(len(committed), 'run')} record a git commit, {fingerprinted} a data fingerprint "
-                       f"({DATA_TAG_PREFIX}*), none both")
-    r = both[0]
-    return True, (f"{_plural(len(both), 'run', _MAX_RUNS)} record a git commit and a data fingerprint, e.g. run "
-                  f"{r.info.run_id[:8]} (commit {r.data.tags[GIT_COMMIT_TAG][:7]}, data {', '.join(data(r))})")
-
-# %% ../nbs/07_maturity.ipynb #9db722c9
-def _pipeline(p:_Project)->tuple[bool, str]:
-    "pipeline.yaml with steps."
-    steps, problem = p.pipeline
-    if not steps: return False, problem
-    return True, f"{PIPELINE_FILE}: {_plural(len(steps), 'step')} ({_listing([str(s.get('name', '?')) for s in steps], 5)})"
-
-# %% ../nbs/07_maturity.ipynb #3b535f31
-def _registry(p:_Project)->tuple[bool, str]:
-    "Registered versions with metrics."
-    if p.no_store: return False, p.no_store
-    if not p.models: return False, f"no registered models in {p.uri}"
-    scored = [v for v in p.versions if any(k.startswith(METRIC_TAG_PREFIX) for k in v.tags)]
-    if not scored:
-        return False, (f"{_plural(len(p.models), 'registered model')}, {_plural(len(p.versions), 'version')}, none with its "
-                       "metrics (metric.* tags): register with mlops_nb.registry.register")
-    v = scored[0]
-    metrics = ", ".join(k.removeprefix(METRIC_TAG_PREFIX) for k in sorted(v.tags) if k.startswith(METRIC_TAG_PREFIX))
-    return True, (f"{_plural(len(p.models), 'registered model')}; {len(scored)} of {_plural(len(p.versions), 'version')} "
-                  f"record metrics, e.g. {v.name} v{v.version} ({metrics})")
-
-# %% ../nbs/07_maturity.ipynb #6c632870
-def _from_papermill(run)->bool:
-    return run.data.tags.get(PAPERMILL_TAG) == "true" or TAG_EXECUTION in run.data.tags
-
-# %% ../nbs/07_maturity.ipynb #37d65f32
-def _automated_training(p:_Project)->tuple[bool, str]:
-    "A registered version whose source run was executed by papermill."
-    if p.no_store: return False, p.no_store
-    from mlflow.exceptions import MlflowException
-    for v in [v for v in p.versions if v.run_id][:_MAX_FILES]:
-        try: run = p.client.get_run(v.run_id)
-        except MlflowException: continue
-        if _from_papermill(run):
-            notebook = run.data.tags.get(TAG_NOTEBOOK)
-            return True, f"{v.name} v{v.version} comes from papermill run {v.run_id[:8]}" + (f" of {Path(notebook).name}" if notebook else "")
-    return False, f"no registered version comes from a papermill run ({_plural(len(p.versions), 'version')} checked)"
-
-# %% ../nbs/07_maturity.ipynb #fb0fdf12
-def _aliases(p:_Project, alias:str)->list[str]:
-    "`name@alias = vN` for each model holding `alias`."
-    return [f"{m.name}@{alias} = v{m.aliases[alias]}" for m in p.models if alias in (m.aliases or {})]
-
-# %% ../nbs/07_maturity.ipynb #ee525568
-def _champion(p:_Project)->tuple[bool, str]:
-    "A `champion` alias."
-    if p.no_store: return False, p.no_store
-    held = _aliases(p, CHAMPION)
-    return (True, _listing(held)) if held else (False, f"no registered model has a {CHAMPION!r} alias")
-
-# %% ../nbs/07_maturity.ipynb #be961054
-def _api(p:_Project)->tuple[bool, str]:
-    "A serve step in pipeline.yaml, or a prediction log."
-    serve = [s for s in p.pipeline[0] if SERVE_STEP in (s.get("name"), s.get("kind"))]
-    found = ([f"{PIPELINE_FILE} step {serve[0].get('name')!r}"] if serve else []) + \
-            ([f"prediction log {PREDICTION_LOG}/ ({_plural(len(p.predictions), 'file')})"] if p.predictions else [])
-    return (True, "; ".join(found)) if found else \
-           (False, f"no {SERVE_STEP!r} step in {PIPELINE_FILE} and no prediction log ({PREDICTION_LOG}/*.parquet)")
-
-# %% ../nbs/07_maturity.ipynb #e54fe234
-def _variants(files:list[Path])->dict:
-    "Rows per value of the variant column, over the prediction log."
-    import pyarrow.parquet as pq
-    counts = {}
-    for f in files:
-        if VARIANT_COLUMN not in pq.read_schema(f).names: continue
-        for value in pq.read_table(f, columns=[VARIANT_COLUMN]).column(0).to_pylist():
-            counts[value] = counts.get(value, 0) + 1
-    return counts
-
-# %% ../nbs/07_maturity.ipynb #7c4813cd
-def _ab_tests(p:_Project)->tuple[bool, str]:
-    "Two variants in the prediction log, or a challenger alias."
-    variants = _variants(p.predictions)
-    found = ["prediction log with variants " + ", ".join(f"{k} ({n} rows)" for k, n in sorted(variants.items(), key=str))] if len(variants) > 1 else []
-    found += _aliases(p, CHALLENGER) if not p.no_store else []
-    return (True, "; ".join(found)) if found else \
-           (False, f"no prediction log with two {VARIANT_COLUMN!r} values and no {CHALLENGER!r} alias")
-
-# %% ../nbs/07_maturity.ipynb #20968e1c
-def _monitoring(p:_Project)->tuple[bool, str]:
-    "An experiment tagged as monitoring with runs, or runs tagged so."
-    if p.no_store: return False, p.no_store
-    for e in p.client.search_experiments(filter_string=f"tags.`{KIND_TAG}` = '{KIND_MONITORING}'"):
-        runs = p.client.search_runs([e.experiment_id], max_results=_MAX_RUNS)
-        if runs: return True, f"monitoring experiment {e.name!r}: {_plural(len(runs), 'run', _MAX_RUNS)}"
-    runs = p.runs(f"tags.`{KIND_TAG}` = '{KIND_MONITORING}'", finished=False)
-    if runs: return True, f"{_plural(len(runs), 'monitoring run', _MAX_RUNS)} ({KIND_TAG} = {KIND_MONITORING})"
-    return False, f"no monitoring runs (an experiment or runs tagged {KIND_TAG} = {KIND_MONITORING})"
-
-# %% ../nbs/07_maturity.ipynb #aad09308
-def _retrain_records(p:_Project)->list[str]:
-    "Alias-history records whose reason mentions retraining."
-    found = []
-    for m in p.models:
-        for key, value in sorted((m.tags or {}).items()):
-            if not key.startswith(HISTORY_TAG_PREFIX): continue
-            try: event = json.loads(value)
-            except ValueError: continue
-            if "retrain" in str(event.get("reason", "")).lower(): found.append(f"{m.name}: {event.get('action')} to v{event.get('to')} ({event['reason']})")
-    return found
-
-# %% ../nbs/07_maturity.ipynb #adcc19da
-def _retraining(p:_Project)->tuple[bool, str]:
-    "Retraining runs or retraining decisions in the alias history."
-    if p.no_store: return False, p.no_store
-    runs = p.runs(f"tags.`{KIND_TAG}` = '{KIND_RETRAINING}'", finished=False)
-    found = ([f"{_plural(len(runs), 'retraining run', _MAX_RUNS)} ({KIND_TAG} = {KIND_RETRAINING})"] if runs else []) + _retrain_records(p)[:3]
-    return (True, "; ".join(found)) if found else \
-           (False, f"no retraining runs ({KIND_TAG} = {KIND_RETRAINING}) and no promotion for a retraining reason")
-
-# %% ../nbs/07_maturity.ipynb #c4f3ae29
-DETECTORS = {"ci": _ci, "tests": _tests, "tracking": _tracking, "reproducible": _reproducible, "pipeline": _pipeline,
-             "registry": _registry, "automated_training": _automated_training, "champion": _champion, "api": _api,
-             "ab_tests": _ab_tests, "monitoring": _monitoring, "retraining": _retraining}
 
 # %% ../nbs/07_maturity.ipynb #5697e865
 def _answers_path(project_dir)->Path:
@@ -470,7 +205,7 @@ class Assessment:
         return f"Level {self.level}: {LEVELS[self.level].name} ({met} of {total} practices in place)"
 
 # %% ../nbs/07_maturity.ipynb #392d6970
-def _detect(item:Item, p:_Project)->Check:
+def _detect(item:Item, p:Project)->Check:
     "Run the item's detector; a failure is evidence too."
     if item.detect == "manual": return Check(item, False, "answer it yourself: no file can show this")
     try: return Check(item, *DETECTORS[item.id](p))
@@ -485,7 +220,7 @@ def assess(
     folder = Path(project_dir).expanduser()
     if not folder.is_dir(): raise MlopsNbError(f"cannot assess {folder}: no such folder; pass the project folder")
     root = config.project_root(folder)
-    p = _Project(root, tracking_uri or config.tracking_uri(root))
+    p = Project(root, tracking_uri or config.tracking_uri(root))
     return Assessment(root, p.uri, [_detect(i, p) for i in ITEMS]).with_answers(load_answers(root))
 
 # %% ../nbs/07_maturity.ipynb #18df0c32

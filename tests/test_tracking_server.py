@@ -39,7 +39,7 @@ def test_helpers_work_unchanged_through_the_server(project, tracking_server):
     from mlops_nb.tracking import track, best_run
     from mlops_nb.registry import register, promote, load, versions
     from mlops_nb.config import MlopsNbError, RegistryLock, tracking_uri
-    from mlops_nb.maturity import _Project
+    from mlops_nb.evidence import Project
     os.chdir(project)
     assert tracking_uri() == tracking_server.server.url and tracking_server.server.url.startswith("http://127.0.0.1:")
     X = pd.DataFrame({"distance": [100.0, 500.0, 1000.0]})
@@ -54,7 +54,7 @@ def test_helpers_work_unchanged_through_the_server(project, tracking_server):
     with RegistryLock(tracking_uri(), "registry") as lock:   # a promotion waits for the lock's holder ...
         waiting = ThreadPoolExecutor(1).submit(promote, "flights", v1, metric="rmse")
         with pytest.raises(FuturesTimeout): waiting.result(timeout=2)
-        assert [m.name for m in _Project(project, tracking_uri()).models] == ["flights"]  # ... and is no model
+        assert [m.name for m in Project(project, tracking_uri()).models] == ["flights"]  # ... and is no model
         with pytest.raises(MlopsNbError, match=r"did you mean 'flights'\? \(models in the registry: flights\)$"): promote("flihgts", v1)
         with pytest.raises(MlopsNbError, match=f"could not take the lock '{lock.name}'.*held by .*:{os.getpid()}"):
             RegistryLock(tracking_uri(), "registry", timeout=0.3).acquire()
