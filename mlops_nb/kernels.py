@@ -4,14 +4,13 @@
 
 # %% ../nbs/01a_kernels.ipynb #ffaee839
 from __future__ import annotations
-import fnmatch, gc, json, os, select, signal, socket, subprocess, sys, threading, time, warnings
+import fnmatch, json, os, select, signal, socket, subprocess, sys, threading, time, warnings
 from collections import Counter
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['KERNEL_START', 'PRELOAD', 'ENV_PRELOAD', 'LATE_ENV', 'notebook_imports', 'preload_modules', 'fork_blockers',
-           'load_ipython_extension', 'ZygoteServer', 'serve', 'ForkedKernel', 'ColdKernelWarning', 'Zygote',
-           'start_zygote', 'cold_summary', 'zygote_provisioner']
+__all__ = ['KERNEL_START', 'PRELOAD', 'ENV_PRELOAD', 'LATE_ENV', 'notebook_imports', 'preload_modules', 'load_ipython_extension',
+           'ForkedKernel', 'ColdKernelWarning', 'Zygote', 'start_zygote', 'cold_summary', 'zygote_provisioner']
 
 # %% ../nbs/01a_kernels.ipynb #442d97bc
 KERNEL_START = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython.core.debugger",
@@ -62,68 +61,6 @@ def preload_modules(
     if value.strip().lower() in ("", "off", "0", "no", "none"): return None
     return [m.strip() for m in value.split(",") if m.strip()]
 
-# %% ../nbs/01a_kernels.ipynb #33e4eb22
-def _fork_aware_threads()->int:
-    "Native threads whose libraries stop or reset them around fork(): OpenBLAS pools (pthread_atfork) and jemalloc's."
-    n = 0
-    for tid in os.listdir("/proc/self/task"):
-        try: n += Path(f"/proc/self/task/{tid}/comm").read_text().strip() == "jemalloc_bg_thd"
-        except OSError: pass
-    if "numpy" in sys.modules or "scipy" in sys.modules:
-        try: from threadpoolctl import threadpool_info
-        except ImportError: return n
-        n += sum(max(i["num_threads"] - 1, 0) for i in threadpool_info()
-                 if i.get("internal_api") == "openblas" and i.get("threading_layer") == "pthreads")
-    return n
-
-# %% ../nbs/01a_kernels.ipynb #469ff666
-def fork_blockers()->str|None:
-    "Why forking this process now could deadlock the child (other threads may hold locks), or None."
-    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    if others: return f"Python threads are running ({', '.join(others)})"
-    extra = len(os.listdir("/proc/self/task")) - 1 - _fork_aware_threads()
-    return f"{extra} native thread(s) of unknown libraries are running" if extra > 0 else None
-
-# %% ../nbs/01a_kernels.ipynb #ba30ecff
-def _forget_streams():
-    "Make modules that cached the stream they first printed to pick the kernel's stream later, as in a cold kernel."
-    log = sys.modules.get("_pydev_bundle.pydev_log")  # debugpy's log, which warns about frozen modules at import
-    if log: log._LoggingGlobals._debug_stream, log._LoggingGlobals._debug_stream_initialized = log.NULL, False
-
-# %% ../nbs/01a_kernels.ipynb #4c34d398
-def _preload(
-    name:str, # a module
-    starting:bool=False, # one that every kernel imports as it starts, when what it prints goes nowhere
-)->str|None: # why forked kernels would differ from cold ones after this import, or None
-    "Import `name` in the zygote as a cold kernel would import it."
-    import contextlib, importlib, io
-    said = io.StringIO()
-    try:
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
-            importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name in (name, name.partition(".")[0]): return None  # not installed (or no such submodule): a cold kernel fails alike
-        return f"importing {name} failed half-way ({e})"
-    except BaseException as e: return f"importing {name} failed half-way ({type(e).__name__}: {e})"
-    if starting: return _forget_streams()
-    out = [f"{w.category.__name__}: {w.message}" for w in caught] + said.getvalue().splitlines()
-    return f"importing {name} printed {out[0]!r}" if out else None
-
-# %% ../nbs/01a_kernels.ipynb #5c29ae94
-def _shadowed(
-    cwd:str, # the kernel's working folder
-    names:set, # top-level modules the zygote imported beyond KERNEL_START
-)->str|None:
-    "A module in `cwd` that a cold kernel's `import` would find before the zygote's copy (./pandas.py), or None."
-    try: entries = os.listdir(cwd)
-    except OSError as e: return f"cannot list {cwd} ({e})"
-    for entry in entries:
-        stem, _, ext = entry.partition(".")
-        package = not ext and os.path.isfile(os.path.join(cwd, entry, "__init__.py"))
-        if stem in names and (package or entry.endswith((".py", ".so", ".pyc"))):
-            return f"{os.path.join(cwd, entry)} would shadow the preloaded module {stem}"
-    return None
-
 # %% ../nbs/01a_kernels.ipynb #0b3dfb96
 def _join_control(
     app, # the kernel's IPKernelApp
@@ -142,192 +79,6 @@ def load_ipython_extension(
     import atexit
     from ipykernel.kernelapp import IPKernelApp
     if IPKernelApp.initialized(): atexit.register(_join_control, IPKernelApp.instance())
-
-# %% ../nbs/01a_kernels.ipynb #89ae4fd6
-_KERNEL_HOOKS = {"ipywidgets": "_handle_ipython"}  # what these modules do at import when they find a kernel
-
-def _after_kernel_init():
-    "Once the kernel app is initialized, run what preloaded modules would have done at import in a running kernel."
-    from ipykernel.kernelapp import IPKernelApp
-    initialize = IPKernelApp.initialize
-    def init_then_hooks(self, *args, **kwargs):
-        IPKernelApp.initialize = initialize
-        initialize(self, *args, **kwargs)
-        for module, hook in _KERNEL_HOOKS.items():
-            if module in sys.modules: getattr(sys.modules[module], hook)()
-    IPKernelApp.initialize = init_then_hooks
-
-# %% ../nbs/01a_kernels.ipynb #e220930d
-def _reseed():
-    "Fresh random state, as a new process has: a forked child would otherwise draw the zygote's numbers."
-    import random
-    random.seed()
-    if "numpy" in sys.modules: sys.modules["numpy"].random.seed()
-
-# %% ../nbs/01a_kernels.ipynb #ce5f73cf
-def _exit_code(e:SystemExit)->int:
-    "The status the interpreter exits with for `e`."
-    if e.code is None: return 0
-    if isinstance(e.code, int): return e.code & 0xFF
-    print(e.code, file=sys.stderr)
-    return 1
-
-# %% ../nbs/01a_kernels.ipynb #ba4d3785
-def _exit(code:int):
-    "End a forked kernel as the interpreter ends a cold one (threads joined, atexit run, streams flushed); never return."
-    try:
-        import atexit
-        getattr(threading, "_shutdown", lambda: None)()
-        atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            if stream: stream.flush()
-    finally: os._exit(code)
-
-# %% ../nbs/01a_kernels.ipynb #fc173164
-def _become_kernel(
-    request:dict, # the kernel's argv, env and cwd
-    streams:list, # its stdout and stderr (descriptors received from the runner)
-    own:list, # the zygote's sockets and descriptors, to close
-):
-    "In the forked child: make the process a cold start would make, then run ipykernel as `python -m` would."
-    import importlib, runpy, traceback
-    code = 1
-    try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        stdin, writer = os.pipe()
-        os.close(writer)
-        for target, fd in zip((0, 1, 2), (stdin, *streams)): os.dup2(fd, target)
-        for fd in {stdin, *streams} - {0, 1, 2}: os.close(fd)
-        for thing in own: os.close(thing.detach() if isinstance(thing, socket.socket) else thing)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        _reseed()
-        argv = request["argv"]
-        sys.argv, sys.orig_argv = ["-m", *argv[3:]], list(argv)  # runpy puts the module's file first, as -m does
-        if not sys.flags.safe_path: sys.path.insert(0, os.getcwd())
-        importlib.invalidate_caches()
-        _after_kernel_init()
-        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
-        code = 0
-    except SystemExit as e: code = _exit_code(e)
-    except BaseException: traceback.print_exc()
-    finally: _exit(code)
-
-# %% ../nbs/01a_kernels.ipynb #c7941029
-class ZygoteServer:
-    "The zygote process: imports modules one at a time and, between imports, forks a kernel for each request."
-    def __init__(self, listener:socket.socket, preload:list):
-        if sys.path and sys.path[0] in ("", os.getcwd()): sys.path.pop(0)  # import as ipykernel_launcher does: not from cwd
-        self.listener, self.todo, self.env = listener, list(preload), dict(os.environ)
-        self.wake, self.wake_w = os.pipe()
-        for fd in (self.wake, self.wake_w): os.set_blocking(fd, False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so that SIGCHLD writes to the wakeup pipe
-        signal.set_wakeup_fd(self.wake_w)
-        self.poller, self.conns, self.kernels = select.poll(), {}, {}  # fd -> [socket, kernel pid]; pid -> socket
-        for fd in (0, self.wake, listener.fileno()): self.poller.register(fd, select.POLLIN)
-        self.unsafe, self.base = None, set()
-
-    def load(self, name:str, starting:bool=False):
-        "Import one module, then check that forking is still safe; once it is not, import nothing more."
-        self.unsafe = self.unsafe or _preload(name, starting) or fork_blockers()
-        if self.unsafe: self.todo = []
-        if not self.todo and not starting: os.write(1, b"preloaded\n")  # tell the runner (Zygote.preloaded)
-
-    def run(self):
-        for name in KERNEL_START: self.load(name, starting=True)  # before any fork: without them a fork saves little
-        self.base = {m.partition(".")[0] for m in sys.modules}
-        if not self.todo: os.write(1, b"preloaded\n")
-        while True:
-            ready = self.poller.poll(0 if self.todo else None)
-            for fd, events in ready: self.handle(fd, events)
-            if not ready and self.todo: self.load(self.todo.pop(0))
-
-    def handle(self, fd:int, events:int):
-        if fd == 0:
-            if not os.read(0, 512): self.shutdown()
-        elif fd == self.wake:
-            try:
-                while os.read(self.wake, 512): pass
-            except BlockingIOError: pass
-            self.reap()
-        elif fd == self.listener.fileno():
-            conn, _ = self.listener.accept()
-            self.conns[conn.fileno()] = [conn, None]
-            self.poller.register(conn.fileno(), select.POLLIN)
-        else: self.serve(*self.conns[fd], events)
-
-    def serve(self, conn:socket.socket, pid:int|None, events:int):
-        "A request on a new connection, or the end of a connection whose kernel must then go too."
-        if pid is not None:
-            if not conn.recv(64): self.kill(pid)
-            return
-        msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
-        if not msg or len(fds) != 2 or events & select.POLLHUP:  # a runner that gave up waiting
-            for fd in fds: os.close(fd)
-            return self.drop(conn)
-        self.fork(conn, json.loads(msg), fds)
-
-    def fork(self, conn:socket.socket, request:dict, streams:list):
-        unsafe = self.unsafe or fork_blockers()
-        reason = unsafe or _shadowed(request["cwd"], {m.partition(".")[0] for m in sys.modules} - self.base)
-        if reason:
-            for fd in streams: os.close(fd)
-            conn.send(json.dumps({"cold": reason, "warn": bool(unsafe)}).encode())
-            return self.drop(conn)
-        request["env"] = {**{k: v for k, v in os.environ.items() if self.env.get(k) != v}, **request["env"]}  # set by imports
-        for stream in (sys.stdout, sys.stderr): stream.flush()
-        gc.freeze()  # the preloaded objects: a kernel's collections (one at every exit) no longer walk them
-        pid = os.fork()
-        if pid == 0: _become_kernel(request, streams, [self.listener, self.wake, self.wake_w, *(c for c, _ in self.conns.values())])
-        for fd in streams: os.close(fd)
-        try: conn.send(json.dumps({"pid": pid}).encode())
-        except OSError:
-            os.kill(pid, signal.SIGKILL)
-            return self.drop(conn)
-        self.kernels[pid] = conn
-        self.conns[conn.fileno()][1] = pid
-
-    def kill(self, pid:int):
-        try: os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            try: os.kill(pid, signal.SIGKILL)
-            except OSError: pass
-
-    def drop(self, conn:socket.socket):
-        self.poller.unregister(conn.fileno())
-        del self.conns[conn.fileno()]
-        conn.close()
-
-    def reap(self):
-        "Collect exited kernels and tell each one's runner how it ended."
-        while True:
-            try: pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError: return
-            if pid == 0: return
-            conn = self.kernels.pop(pid, None)
-            if conn is None: continue
-            try: conn.send(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode())
-            except OSError: pass
-            self.drop(conn)
-
-    def shutdown(self):
-        "The runner is gone: kill the kernels still running, reap them, exit."
-        for pid in self.kernels: self.kill(pid)
-        for pid in self.kernels:
-            try: os.waitpid(pid, 0)
-            except ChildProcessError: pass
-        os._exit(0)
-
-# %% ../nbs/01a_kernels.ipynb #c44be143
-def serve(
-    listen_fd:int, # the listening socket the runner bound
-    preload:list, # modules to import after KERNEL_START
-):
-    "The zygote's entry point: `Zygote` runs it as `python -c`."
-    ZygoteServer(socket.socket(fileno=listen_fd), preload).run()
 
 # %% ../nbs/01a_kernels.ipynb #95ce1374
 def _start_time(pid:int)->str|None:
@@ -360,6 +111,7 @@ class ForkedKernel:
         return self.returncode
 
     def wait(self, timeout:float|None=None)->int:
+        "The exit code, once the kernel has exited (`subprocess.TimeoutExpired` after `timeout` seconds)."
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline: raise subprocess.TimeoutExpired(str(self.pid), timeout)
@@ -367,9 +119,14 @@ class ForkedKernel:
         return self.returncode
 
     def send_signal(self, sig:int):
+        "Signal the kernel, unless it has exited (its pid may be another process's by now)."
         if self.poll() is None: os.kill(self.pid, sig)
-    def terminate(self): self.send_signal(signal.SIGTERM)
-    def kill(self): self.send_signal(signal.SIGKILL)
+    def terminate(self):
+        "SIGTERM, as `Popen.terminate`."
+        self.send_signal(signal.SIGTERM)
+    def kill(self):
+        "SIGKILL, as `Popen.kill`."
+        self.send_signal(signal.SIGKILL)
 
 # %% ../nbs/01a_kernels.ipynb #c13fd187
 class ColdKernelWarning(RuntimeWarning):
@@ -400,7 +157,7 @@ class Zygote:
             listener.bind(self.address)
             listener.listen(64)
             self.process = subprocess.Popen(
-                [self.python, "-c", "import sys; from mlops_nb.kernels import serve; serve(int(sys.argv[1]), sys.argv[2:])",
+                [self.python, "-c", "import sys; from mlops_nb.zygote import serve; serve(int(sys.argv[1]), sys.argv[2:])",
                  str(listener.fileno()), *self.preload],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=[listener.fileno()], cwd=self.folder, env=self.env,
                 start_new_session=True)

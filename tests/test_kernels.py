@@ -106,7 +106,7 @@ os.environ['LEAKED'] = pd.leaked = builtins.leaked = tracking.leaked = str(i)
 sklearn.set_config(assume_finite=True); np.random.seed(0); random.seed(0); sys.modules['leaked_module'] = sys"""
 
 FORK_TWICE = """import json, os, random, numpy as np
-from mlops_nb.kernels import _reseed
+from mlops_nb.zygote import _reseed
 np.random.rand()  # as a preloaded module may do at import: numpy 2 seeds its global generator at first use
 def child(reseed):
     r, w = os.pipe()
