@@ -221,7 +221,8 @@ def replay(
 )->list[dict]: # one record per month: REPLAY_COLUMNS and the loop's decision details
     "Replay the flights months as batches arriving one by one through a RetrainLoop."
     from mlops_nb.registry import load
-    from mlops_nb.retraining import RetrainLoop, RetrainPolicy
+    from mlops_nb.retrain_policy import RetrainPolicy
+    from mlops_nb.retraining import RetrainLoop
     from mlops_nb.scaffold import copy_template
     if not 2 <= from_month <= to_month <= 12: raise MlopsNbError(f"months must satisfy 2 <= from_month <= to_month <= 12, got {from_month}..{to_month}")
     workdir = Path(workdir).resolve()

@@ -7,150 +7,29 @@ from __future__ import annotations
 import copy, itertools, json, math
 from dataclasses import dataclass, field, replace
 from fastcore.basics import patch
+from .pipeline_spec import digest
+from .retrain_policy import RetrainPolicy, retrain_spec
 from .config import KIND_RETRAINING, KIND_TAG, MlopsNbError, did_you_mean, store_client
 from .config import (  # the contract
     BASELINE_TAG_PREFIX, CHALLENGER, CHAMPION, METRIC_TAG_PREFIX, POINT_TAG, RECIPE_TAG, REFIT_OF_TAG, TAG_STEP, TRAIN_DATA_TAG, TRAINED_UNTIL_TAG)
 
 # %% auto #0
-__all__ = ['TRIGGERS', 'BASELINES', 'WINDOW_KEYS', 'RetrainPolicy', 'RetrainSpec', 'retrain_spec', 'windowed', 'RetrainLoop']
-
-# %% ../nbs/06_retraining.ipynb #a4e0321c
-TRIGGERS = ("monitor", "drift", "performance_drop", "schedule", "always")
-_FIRES_ON = {"monitor": ("drift", "performance_drop"), "drift": ("drift",), "performance_drop": ("performance_drop",)}
-
-def _check_windows(windows, where:str)->list:
-    "Window lengths: whole numbers of periods >= 1, or 'all' (every period from the first)."
-    windows = list(windows)
-    bad = [w for w in windows if w != "all" and (isinstance(w, bool) or not isinstance(w, int) or w < 1)]
-    if bad or not windows: raise MlopsNbError(f"{where}: window lengths must be whole numbers of periods >= 1 or 'all', got {windows!r}")
-    return windows
-
-# %% ../nbs/06_retraining.ipynb #afdd0ed7
-def _check_max_age(max_age, where:str):
-    "A staleness limit: None, or a whole number of periods >= 0."
-    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0):
-        raise MlopsNbError(f"{where}: max_age must be a whole number of periods >= 0, got {max_age!r}")
-
-# %% ../nbs/06_retraining.ipynb #5cf88bb2
-BASELINES = ("first", "champion")
-
-def _check_baseline(baseline, refresh_tolerance):
-    "A baseline (first, champion or a finite number) and a refresh tolerance (None or a finite number >= 0)."
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if baseline not in BASELINES and not number(baseline):
-        raise MlopsNbError(f"baseline must be {' or '.join(BASELINES)} or a number, got {baseline!r}{did_you_mean(str(baseline), BASELINES)}")
-    if refresh_tolerance is not None and not (number(refresh_tolerance) and refresh_tolerance >= 0):
-        raise MlopsNbError(f"refresh_tolerance must be None or a number >= 0, got {refresh_tolerance!r}")
-
-# %% ../nbs/06_retraining.ipynb #18d6243f
-@dataclass
-class RetrainPolicy:
-    "When to retrain, which window lengths to back-test, and by how much a new recipe must beat the champion."
-    trigger:str="monitor" # monitor (drift or a drop of the metric), drift, performance_drop, schedule or always
-    windows:list|None=None # window lengths to try, e.g. [1, 2, 3] or ["all"] (default: the pipeline's retrain.windows)
-    min_delta:float=0.0 # a recipe other than the champion's must beat it on the newest batch by more than this
-    cooldown:int=0 # batches after a retrain during which the policy does not fire
-    every:int=1 # with trigger="schedule": retrain every this many batches
-    max_age:int|None=None # also retrain when the champion's newest training period is more than this many periods old (default: retrain.max_age)
-    baseline:str|float="first" # what a drop of the metric is measured against: "first" (the loop's first champion's score), "champion" (each champion's own) or a number
-    refresh_tolerance:float|None=0.1 # after a drop, the champion's recipe is refit if its back-test is at most this much (relative) worse than the champion; None: never
-
-    def __post_init__(self):
-        if self.trigger not in TRIGGERS: raise MlopsNbError(f"unknown trigger {self.trigger!r}{did_you_mean(self.trigger, TRIGGERS)} (triggers: {', '.join(TRIGGERS)})")
-        if self.windows is not None: self.windows = _check_windows(self.windows, "RetrainPolicy")
-        if not self.min_delta >= 0: raise MlopsNbError(f"min_delta must be >= 0, got {self.min_delta}: a negative margin lets a worse model in")
-        _check_max_age(self.max_age, "RetrainPolicy")
-        _check_baseline(self.baseline, self.refresh_tolerance)
-        if self.every < 1 or self.cooldown < 0: raise MlopsNbError(f"every must be >= 1 and cooldown >= 0, got {self.every}, {self.cooldown}")
-
-# %% ../nbs/06_retraining.ipynb #b3ea6dbf
-@patch
-def fires(self:RetrainPolicy,
-          verdict:str, # the monitor's verdict on the batch: ok, drift or performance_drop
-          batch:int, # how many batches have arrived, this one included (1 = the first)
-          since:int|None=None, # batches since the last retrain (None: never retrained)
-          age:int|None=None, # periods between the champion's newest training period and this batch (None: unknown)
-         )->tuple[bool, str]: # (retrain?, why)
-    "Whether to retrain after this batch, and why."
-    if since is not None and since <= self.cooldown: return False, f"cool-down: {since} of {self.cooldown} batches since the last retrain"
-    if self.trigger == "always": return True, "policy retrains on every batch"
-    if self.trigger == "schedule": fire, why = batch % self.every == 0, f"schedule: every {self.every} batches (batch {batch})"
-    else: fire, why = verdict in _FIRES_ON[self.trigger], f"monitor verdict {verdict} (policy fires on {' or '.join(_FIRES_ON[self.trigger])})"
-    if not fire and self.max_age is not None and age is not None and age > self.max_age:
-        return True, f"stale: the champion's newest data is {age} period(s) old (max_age {self.max_age})"
-    return fire, why
-
-# %% ../nbs/06_retraining.ipynb #b674412b
-WINDOW_KEYS = ("from", "to", "valid")
-
-@dataclass
-class RetrainSpec:
-    "How the loop cuts a pipeline's data into windows and judges its models: the `retrain:` block of pipeline.yaml."
-    target:str # the label column of the batches
-    metric:str # what decides the gate and a performance drop
-    window:dict # pipeline parameters of a window: {from: first period trained on, to: last one, valid: the period validated on}
-    period:str|None=None # the batches' column holding their period number
-    mode:str|None=None # "min"/"max" for a metric scikit-learn does not know
-    first:int=1 # the first period with data
-    windows:list=field(default_factory=lambda: [1]) # window lengths the back-tests try ("all": from `first`)
-    grid:dict=field(default_factory=dict) # {step: {param: values}}: grids for retraining
-    register:str="register" # the step that registers a window's best model
-    max_age:int|None=None # the policy's max_age when it sets none: how many periods old a champion's data may get
-
-    def window_params(self,
-                      last:int, # the last period trained on
-                      valid:int, # the period validated on
-                      length, # periods in the window, or "all"
-                     )->dict: # pipeline parameters
-        "The pipeline parameters of the window of `length` periods that ends with `last`."
-        if last < self.first: raise MlopsNbError(f"no period to train on up to {last}: the data starts with period {self.first}")
-        start = self.first if length == "all" else max(self.first, last - length + 1)
-        return {self.window["from"]: start, self.window["to"]: last, self.window["valid"]: valid}
-
-# %% ../nbs/06_retraining.ipynb #d29305af
-_EXAMPLE = ("retrain: {target: LABEL, metric: METRIC, period: COLUMN, window: {from: PARAM, to: PARAM, valid: PARAM}, windows: [1, 2, 3]}")
-
-def retrain_spec(
-    pipeline, # a Pipeline (from load_pipeline)
-)->RetrainSpec:
-    "The pipeline's retrain block as a RetrainSpec, checked against its parameters and steps."
-    from mlops_nb.metrics import goal
-    where = f"the retrain block of pipeline {pipeline.name!r}"
-    block = dict(pipeline.retrain)
-    if not block: raise MlopsNbError(f"pipeline {pipeline.name!r} has no retrain block: add one to its pipeline.yaml, e.g. {_EXAMPLE}")
-    for key in ("target", "metric", "window"):
-        if key not in block: raise MlopsNbError(f"{where} needs {key!r}, e.g. {_EXAMPLE}")
-    window = block["window"]
-    if not isinstance(window, dict) or sorted(window) != sorted(WINDOW_KEYS):
-        raise MlopsNbError(f"{where}: window must name the parameters {', '.join(WINDOW_KEYS)}, got {window!r}")
-    for key, param in window.items():
-        if param not in pipeline.params: raise MlopsNbError(f"{where}: window {key} = {param!r} is no pipeline parameter{did_you_mean(param, pipeline.params)}")
-    spec = RetrainSpec(**block)
-    spec.windows = _check_windows(spec.windows if isinstance(spec.windows, list) else [spec.windows], where)
-    _check_max_age(spec.max_age, where)
-    for step in [spec.register, *spec.grid]: pipeline.step(step)   # unknown steps fail here, with a hint
-    goal(spec.metric, spec.mode, root=pipeline.root)                # a metric without a direction fails here
-    return spec
-
-# %% ../nbs/06_retraining.ipynb #1711e8a3
-def _digest(obj)->str:
-    import hashlib
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+__all__ = ['pipeline_for_window', 'RetrainLoop']
 
 # %% ../nbs/06_retraining.ipynb #88eaf74f
-def windowed(
+def pipeline_for_window(
     pipeline, # a Pipeline, or the path of its pipeline.yaml
     params:dict, # pipeline parameters for this window (they must exist in the pipeline)
     grid:dict|None=None, # {step: {param: values}}: replace steps' grids (e.g. fewer models)
 ): # a copy of the Pipeline with its own name and product folder
     "A copy of `pipeline` with `params` set, caching and writing its products in a folder of its own."
-    from mlops_nb.pipeline import Pipeline, PipelineError, load_pipeline
+    from mlops_nb.pipeline_spec import Pipeline, PipelineError, load_pipeline
     p = copy.deepcopy(pipeline) if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
     unknown = sorted(set(params) - set(p.params))
     if unknown: raise PipelineError(f"pipeline {p.name!r} has no parameter {', '.join(map(repr, unknown))} (it has: {', '.join(p.params)})")
     p.params |= params
     for step, g in (grid or {}).items(): p.step(step).grid = dict(g)
-    key = _digest([p.params, {s.name: s.grid for s in p.steps}])
+    key = digest([p.params, {s.name: s.grid for s in p.steps}])[:10]
     p.experiment, p.name = p.experiment or p.name, f"{p.name}-{key}"
     for s in p.steps: s.products = {k: f"windows/{key}/{v}" for k, v in s.products.items()}
     return p
@@ -169,7 +48,7 @@ class RetrainLoop:
                  jobs:int|None=None, # tasks at once in each pipeline run
                  progress:bool=False, # show the pipeline's progress
                 ):
-        from mlops_nb.pipeline import load_pipeline
+        from mlops_nb.pipeline_spec import load_pipeline
         self.pipeline = pipeline if hasattr(pipeline, "steps") else load_pipeline(pipeline)
         self.spec, self.policy = retrain_spec(self.pipeline), policy or RetrainPolicy()
         if self.policy.max_age is None and self.spec.max_age is not None: self.policy = replace(self.policy, max_age=self.spec.max_age)
@@ -211,10 +90,10 @@ def __exit__(self:RetrainLoop, *exc): self.close()
 def window_pipeline(self:RetrainLoop,
                     params:dict, # the window's pipeline parameters
                     grid:dict|None=None, # {step: {param: values}} on top of the retrain grid
-                   ): # a Pipeline (see `windowed`)
+                   ): # a Pipeline (see `pipeline_for_window`)
     "The pipeline that trains one window for this loop."
     extra = {k: v for k, v in (("model_name", self.name), ("register_alias", CHALLENGER)) if k in self.pipeline.params}
-    return windowed(self.pipeline, self.params | params | extra, self.spec.grid | (grid or {}))
+    return pipeline_for_window(self.pipeline, self.params | params | extra, self.spec.grid | (grid or {}))
 
 # %% ../nbs/06_retraining.ipynb #d25f6842
 @patch
@@ -337,7 +216,7 @@ def backtest(self:RetrainLoop,
     windows = {}
     for length in self.windows:
         params = self.spec.window_params(period - 1, period, length)
-        windows.setdefault(_digest(params), (length, params))   # windows that are the same (at the start of the data) run once
+        windows.setdefault(digest(params), (length, params))   # windows that are the same (at the start of the data) run once
     self.train_upstream([params for _, params in windows.values()])
     found = []
     for length, params in windows.values():

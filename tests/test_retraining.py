@@ -4,7 +4,8 @@ decisions, is the demo's (tests/test_cli.py); the loop on another project is in 
 from conftest import store_runs
 from mlops_nb.config import KIND_TAG, KIND_RETRAINING
 from mlops_nb.flights import month_batch
-from mlops_nb.retraining import RetrainLoop, RetrainPolicy
+from mlops_nb.retrain_policy import RetrainPolicy
+from mlops_nb.retraining import RetrainLoop
 from mlops_nb.scaffold import copy_template
 
 SAMPLE, MODELS = 0.05, [{"family": "linear"}, {"family": "ridge", "alpha": 1.0}]
@@ -33,8 +34,8 @@ def test_a_failed_training_run_is_survived_and_a_recipe_from_a_bad_window_is_nev
     assert sorted(r.data.tags["decision"] for r in runs) == ["failed", "refused", "refused"]
     assert all(r.data.tags[KIND_TAG] == KIND_RETRAINING for r in runs)
     assert "train_from" in next(r for r in runs if r.data.tags["decision"] == "failed").data.tags["error"]
-    from mlops_nb.registry import champion, history
-    events = history("flights")
+    from mlops_nb.registry import champion, alias_history
+    events = alias_history("flights")
     assert (events.action == "retrain-failed").sum() == 1 and (events.action == "refused").sum() == 2
     assert int(champion("flights").version) == first
     again = RetrainLoop(work/"pipeline.yaml").restore()  # a cron process continues where the decisions left off
@@ -66,7 +67,7 @@ def test_after_a_drop_the_champions_recipe_is_refreshed_though_the_old_champion_
     """The flights' spring: a champion trained on March predicts May better than any model trained on April, yet June far
     worse than one trained on May. May's batch shows a drop against the first champion's score; the champion's recipe,
     back-tested within the tolerance of it, is refit on May and promoted (recorded as forced, with the evidence)."""
-    from mlops_nb.registry import champion, history
+    from mlops_nb.registry import champion, alias_history
     work = project/"sim"
     copy_template(work, "flights")
     monkeypatch.chdir(work)
@@ -79,6 +80,6 @@ def test_after_a_drop_the_champions_recipe_is_refreshed_though_the_old_champion_
     refit = champion("flights")
     assert int(refit.version) == may["refit_version"] != first and refit.tags["mlops_nb.trained_until"] == "5"
     assert refit.tags["mlops_nb.recipe"] == loop.recipe(may["challenger_version"], 1)    # the champion's own recipe
-    event = history("flights").iloc[-1]
+    event = alias_history("flights").iloc[-1]
     assert event.action == "forced" and "refresh after a drop of rmse" in event.reason
     loop.close()
