@@ -71,10 +71,10 @@ def runs(experiment, columns, kind, limit, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def best(experiment, metric, mode, filter_, as_json):
     "Print the best run of EXPERIMENT by METRIC, with its parameters."
-    from mlops_nb.tracking import best_run, experiment_goal, _typed
+    from mlops_nb.tracking import best_run, experiment_goal, param_value
     run = best_run(experiment, metric, mode, filter_)
     direction = experiment_goal(experiment, metric, mode)
-    params = {k: _typed(v) for k, v in sorted(run.data.params.items())}
+    params = {k: param_value(v) for k, v in sorted(run.data.params.items())}
     found = {"run_id": run.info.run_id, "experiment": experiment, "metric": metric, "mode": direction,
              "value": run.data.metrics[metric], "params": params}
     if as_json: return click.echo(json.dumps(found))
@@ -142,8 +142,8 @@ def promote(name, version, alias, metric, mode, min_delta, force, reason, allow_
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 def history(name, alias, as_json):
     "Every alias move and refused promotion of NAME, oldest first."
-    from mlops_nb.registry import history as find_history
-    df = find_history(name, alias)
+    from mlops_nb.registry import alias_history
+    df = alias_history(name, alias)
     if as_json: return click.echo(df.to_json(orient="records", date_format="iso"))
     if df.empty: return click.echo(f"no alias of {name!r} has moved yet")
     df["time"] = df.time.dt.strftime("%Y-%m-%d %H:%M:%S")
@@ -185,7 +185,7 @@ def _executor(name:str, scheduler:str|None, jobs:int|None, pipeline):
         if scheduler: raise MlopsNbError("--scheduler needs --executor dask")
         return None
     from mlops_nb.dask_executor import DaskExecutor
-    from mlops_nb.pipeline import validate
+    from mlops_nb.pipeline_spec import validate
     validate(pipeline)
     return DaskExecutor(scheduler, workers=jobs or 2)
 
@@ -208,7 +208,8 @@ def _executor(name:str, scheduler:str|None, jobs:int|None, pipeline):
 @click.option("--scheduler", metavar="tcp://HOST:PORT", default=None, help="With --executor dask: a running Dask scheduler (default: a LocalCluster of --jobs workers, 2 if not given).")
 def run_command(pipeline, params, params_file, only, from_step, force, resume, jobs, kernel, dry_run, executor_name, scheduler):
     "Run the notebook pipeline PIPELINE (default: ./pipeline.yaml)."
-    from mlops_nb.pipeline import load_pipeline, parse_param, plan, run_pipeline, PipelineFailed
+    from mlops_nb.pipeline_spec import load_pipeline, parse_param
+    from mlops_nb.pipeline import plan, run_pipeline, PipelineFailed
     p = load_pipeline(pipeline, dict(parse_param(x) for x in params), params_file)
     if dry_run:
         df = plan(p, force=_force(force), only=only, from_step=from_step)
@@ -231,7 +232,7 @@ def run_command(pipeline, params, params_file, only, from_step, force, resume, j
 @click.argument("pipeline", default="pipeline.yaml", type=click.Path())
 def steps(pipeline):
     "List the steps of PIPELINE with the parameters their notebooks declare."
-    from mlops_nb.pipeline import load_pipeline, validate
+    from mlops_nb.pipeline_spec import load_pipeline, validate
     p = load_pipeline(pipeline)
     checked = validate(p)
     for step in p.steps:
@@ -321,7 +322,7 @@ def _window(value:str):
 # %% ../nbs/08_cli.ipynb #e929b6e0
 def _baseline(value:str):
     "--baseline first, champion or a number."
-    from mlops_nb.retraining import BASELINES
+    from mlops_nb.retrain_policy import BASELINES
     if value in BASELINES: return value
     try: return float(value)
     except ValueError: raise click.BadParameter(f"{value!r} is neither {' nor '.join(BASELINES)} nor a number") from None
@@ -329,7 +330,7 @@ def _baseline(value:str):
 # %% ../nbs/08_cli.ipynb #94a22f7d
 def _policy_options(command):
     "The retraining policy's options, shared by `retrain` and `simulate`."
-    from mlops_nb.retraining import TRIGGERS
+    from mlops_nb.retrain_policy import TRIGGERS
     for option in reversed([
         click.option("--trigger", type=click.Choice(TRIGGERS), default="monitor", show_default=True, help="When to retrain."),
         click.option("--window", "windows", multiple=True, type=_window, metavar="N|all",
@@ -357,7 +358,8 @@ def _policy_options(command):
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
 def retrain(pipeline, batch, period, trigger, windows, min_delta, cooldown, max_age, baseline, refresh_tolerance, every, reference, as_json):
     "One turn of the retraining loop for cron or CI: monitor the champion on BATCH, back-test, gate, refit, promote or keep."
-    from mlops_nb.retraining import RetrainLoop, RetrainPolicy
+    from mlops_nb.retrain_policy import RetrainPolicy
+    from mlops_nb.retraining import RetrainLoop
     pipeline, batch = Path(pipeline).resolve(), Path(batch).resolve()
     os.chdir(pipeline.parent if pipeline.is_file() else pipeline)  # the pipeline's project store, as its kernels see it
     loop = RetrainLoop(pipeline, RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown, every, max_age, baseline, refresh_tolerance), reference=reference)
@@ -384,7 +386,7 @@ def retrain(pipeline, batch, period, trigger, windows, min_delta, cooldown, max_
 def simulate(workdir, from_month, to_month, trigger, windows, min_delta, cooldown, max_age, baseline, refresh_tolerance, sample, jobs, as_json):
     "Replay the 2013 flights months as batches arriving one by one through the retraining loop."
     from mlops_nb.flights import REPLAY_COLUMNS, month_line, replay, replay_report
-    from mlops_nb.retraining import RetrainPolicy
+    from mlops_nb.retrain_policy import RetrainPolicy
     policy = RetrainPolicy(trigger, list(windows) or None, min_delta, cooldown, max_age=max_age, baseline=baseline, refresh_tolerance=refresh_tolerance)
     records = replay(workdir, from_month, to_month, policy, sample=sample, jobs=jobs, on_month=None if as_json else lambda r: click.echo(month_line(r)))
     if as_json:

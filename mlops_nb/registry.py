@@ -11,7 +11,7 @@ from .config import (  # the contract
 from .metrics import UnknownGoal, better, check_goals, goal, goal_tags
 
 # %% auto #0
-__all__ = ['PromotionRefused', 'model_source', 'register', 'versions', 'record_event', 'promote', 'history', 'rollback',
+__all__ = ['PromotionRefused', 'model_source', 'register', 'versions', 'record_event', 'promote', 'alias_history', 'rollback',
            'champion', 'load', 'model_uri', 'register_best', 'plot_versions']
 
 # %% ../nbs/02_registry.ipynb #936b37c1
@@ -335,7 +335,7 @@ def promote(
     return event
 
 # %% ../nbs/02_registry.ipynb #0932885b
-def history(
+def alias_history(
     name:str, # registered model name
     alias:str|None=None, # only this alias
 ): # a pandas DataFrame, one row per attempt, oldest first

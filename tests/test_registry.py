@@ -76,7 +76,7 @@ except PromotionRefused: print("refused")
 
 @pytest.mark.parametrize("attempt", range(3))
 def test_two_processes_promoting_at_once_lose_nothing(store, tmp_path, attempt):
-    from mlops_nb.registry import promote, champion, history
+    from mlops_nb.registry import promote, champion, alias_history
     root, uri = store
     name = f"race{attempt}"
     v1, v2, v3 = new_versions(uri, name, [10.0, 8.0, 9.0])
@@ -90,7 +90,7 @@ def test_two_processes_promoting_at_once_lose_nothing(store, tmp_path, attempt):
     assert all(p.returncode == 0 for p in procs), outs
     # judged one after the other: whatever the order, the better version (8.0) ends up champion
     assert int(champion(name).version) == v2
-    h = history(name)
+    h = alias_history(name)
     assert len(h) == 3 and set(h.reason[1:]) == {f"process {v2}", f"process {v3}"}
     assert h.action.iloc[-1] in ("promote", "refused") and h.to.tolist()[1:] in ([v2, v3], [v3, v2])
 
