@@ -15,8 +15,8 @@ __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALL
            'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG',
            'BASELINE_TAG_PREFIX', 'VERDICT_TAG', 'BATCH_TAG', 'MODEL_TAG', 'PROJECT_MARKERS', 'SETTINGS_FILE',
            'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings',
-           'trusted_types', 'tracking_uri', 'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store',
-           'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
+           'trusted_types', 'tracking_uri', 'sqlite_path', 'artifact_root', 'cache_dir', 'ensure_store',
+           'refresh_stats', 'use_store', 'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -153,7 +153,7 @@ def tracking_uri(
     return f"sqlite:///{Path(root or project_root()).resolve()/'mlflow.db'}"
 
 # %% ../nbs/00_config.ipynb #78dbde53
-def _sqlite_path(uri:str)->Path|None:
+def sqlite_path(uri:str)->Path|None:
     "The database file of a sqlite URI, else None."
     if not uri.startswith("sqlite:"): return None
     from sqlalchemy.engine import make_url
@@ -164,7 +164,7 @@ def artifact_root(
     uri:str, # a tracking URI
 )->str|None: # a file URI for artifacts, or None when the server decides
     "Where runs of a sqlite store keep their artifacts: `mlartifacts` beside the database."
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     return (db.parent/"mlartifacts").as_uri() if db else None
 
 # %% ../nbs/00_config.ipynb #3907bf65
@@ -228,7 +228,7 @@ def ensure_store(
 )->str: # the same URI, ready to use
     "Create or migrate a sqlite store once, under a file lock; other stores are left to their server."
     uri = uri or tracking_uri()
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if uri in _READY or db is None: return uri
     if db.is_dir(): raise MlopsNbError(f"the tracking store {db} is a folder: remove it or set MLFLOW_TRACKING_URI")
     if db.is_file() and _ready_on_disk(db):
@@ -250,7 +250,7 @@ def refresh_stats(
     uri:str, # a tracking URI; only sqlite stores are touched
 ):
     "Sample sqlite's query-planner statistics, so MLflow's metric-ordered searches use an index (cheap: a bounded sample)."
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None or not db.is_file(): return
     import sqlite3
     with sqlite3.connect(db, timeout=20) as con: con.executescript("PRAGMA analysis_limit=1000; ANALYZE;")
@@ -272,7 +272,7 @@ def use_store(
     "Point MLflow (tracking and registry) at the project's store."
     import mlflow
     root = Path(root or project_root()).resolve()
-    uri, db = tracking_uri(root), _sqlite_path(tracking_uri(root))
+    uri, db = tracking_uri(root), sqlite_path(tracking_uri(root))
     if not create and db is not None and not db.is_file(): raise _no_store(uri, root)
     ensure_store(uri)
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
@@ -392,7 +392,7 @@ def store_lock(
     timeout:float=120, # seconds to wait for it
 ):
     "A cross-process lock for a store: a file lock beside a sqlite store, a registry lock on any other store."
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None: return RegistryLock(uri, purpose, timeout)
     from filelock import FileLock
     return FileLock(f"{db}.{purpose}.lock", timeout=timeout)
