@@ -234,7 +234,9 @@ def ensure_store(
     if db.is_file() and _ready_on_disk(db):
         _READY.add(uri)
         return uri
-    db.parent.mkdir(parents=True, exist_ok=True)
+    try: db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise MlopsNbError(f"cannot create the tracking store {db}: {e.strerror} ({e.filename}); "
+                                            "check MLFLOW_TRACKING_URI or the project folder") from None
     from filelock import FileLock
     with FileLock(f"{db}.lock"):
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore

@@ -340,13 +340,14 @@ def _log(self:Monitor, report:MonitorReport, step:int)->str:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
     from mlops_nb.config import use_store
-    from mlops_nb.tracking import experiment_id, ENV_STEP_RUN
+    from mlops_nb.provenance import step_run_id
+    from mlops_nb.tracking import experiment_id
     uri = use_store(self.root)
     exp = experiment_id(self.experiment, create=True, root=self.root)
     client = MlflowClient(uri)
     client.set_experiment_tag(exp, KIND_TAG, KIND_MONITORING)
     tags = {KIND_TAG: KIND_MONITORING, VERDICT_TAG: report.verdict, BATCH_TAG: report.name, MODEL_TAG: self.model_name or ""}
-    if os.environ.get(ENV_STEP_RUN): tags["mlflow.parentRunId"] = os.environ[ENV_STEP_RUN]
+    if parent := step_run_id(): tags["mlflow.parentRunId"] = parent
     run = client.create_run(exp, run_name=report.name, tags=tags)
     now, rid = int(time.time() * 1000), run.info.run_id
     params = {"reference_rows": len(self.reference), "drift_share_threshold": self.drift_share,

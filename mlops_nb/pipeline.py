@@ -33,6 +33,7 @@ class Outcome:
     error: str = ""
     run_id: str|None = None
     output: str|None = None         # the executed notebook
+    execution: str|None = None      # the papermill execution's id, which the runs the notebook made are tagged with
 
 # %% ../nbs/03_pipeline.ipynb #b33a1e36
 def _temporary(path:str, tag:str)->str:
@@ -51,17 +52,17 @@ def execute_task(
 )->Outcome:
     "Execute one notebook with papermill and the mlops_nb engine; never raises for a failing notebook."
     import papermill as pm
-    started = time.monotonic()
+    started, execution = time.monotonic(), uuid.uuid4().hex
     try:
         pm.execute_notebook(notebook, output, parameters=params, engine_name="mlops_nb", kernel_env=env, kernel=kernel,
-                            zygote=zygote, cwd=str(Path(notebook).parent), progress_bar=False)
+                            zygote=zygote, cwd=str(Path(notebook).parent), progress_bar=False, execution=execution, attach=False)
     except pm.PapermillExecutionError as e:
         first = (e.source or "").strip().splitlines()[:1]
         where = f"cell {e.cell_index + 1}" + (f" ({first[0][:60]})" if first else "")
         return Outcome("failed", time.monotonic() - started, f"{where}: {e.ename}: {e.evalue}", output=output)
     except Exception as e:  # a kernel that died or could not start
         return Outcome("failed", time.monotonic() - started, f"{type(e).__name__}: {e}", output=output)
-    return Outcome("ran", time.monotonic() - started, output=output)
+    return Outcome("ran", time.monotonic() - started, output=output, execution=execution)   # the caller attaches the notebook
 
 # %% ../nbs/03_pipeline.ipynb #d413c664
 class LocalExecutor:
@@ -142,30 +143,47 @@ def _set_aside(pipeline:Pipeline, path:Path)->Path:
 _OK = ("ran", "cached")
 
 class _Runner:
-    "One execution of a pipeline: starts steps when their upstream is done, records every task."
+    "One execution of a pipeline: starts steps when their upstream is done; records every task in MLflow from a thread of its own."
     def __init__(self, pipeline:Pipeline, declared:dict, executor, force, kernel:str|None, folder:Path, run_id:str|None, progress:bool):
-        import mlflow
+        from concurrent.futures import ThreadPoolExecutor
         from tqdm.auto import tqdm
-        from mlops_nb.config import use_store
-        from mlops_nb.provenance import git_tags
-        from mlops_nb.tracking import declare_goals, experiment_id
-        goals = _goals(pipeline)       # a contradicting best block fails before any run is created
+        from mlops_nb.config import tracking_uri
+        self.goals = _goals(pipeline)       # a contradicting best block fails before any run is created
         self.p, self.declared, self.executor, self.force, self.kernel, self.folder = pipeline, declared, executor, force, kernel, folder
-        self.uri = use_store(pipeline.root)
-        self.client = mlflow.MlflowClient(self.uri)
-        self.experiment = pipeline.experiment or pipeline.name
-        exp_id = experiment_id(self.experiment, create=True, root=pipeline.root)
-        if run_id: self.client.update_run(run_id, status="RUNNING")
-        else:
-            run_id = self.client.create_run(exp_id, run_name=f"{pipeline.name} {folder.name}", tags={
-                TAG_PIPELINE: pipeline.name, FOLDER_TAG: str(folder)}).info.run_id
-            self.client.log_batch(run_id, params=_params(pipeline.params))
-        self.exp_id, self.result = exp_id, PipelineResult(pipeline.name, run_id, folder)
-        declare_goals(exp_id, goals)  # the best blocks' directions, for best_run and register_best later
-        self.origin = {PAPERMILL_TAG: "true", **git_tags(pipeline.root)}  # every step run: how and from which commit
+        self.uri, self.experiment = tracking_uri(pipeline.root), pipeline.experiment or pipeline.name
+        self.result = PipelineResult(pipeline.name, run_id, folder)
+        self.lazy = isinstance(executor, LocalExecutor)   # kernels on this machine can wait for their run id in a file
+        # MLflow's imports, the store and every run, in order, on one thread: the first kernels start meanwhile
+        self.recorder = ThreadPoolExecutor(1, thread_name_prefix="mlops_nb-recorder")
+        self.opened = self.recorder.submit(self._open)
+        self.recorded = [self.opened]
         total = sum(len(list(itertools.product(*s.grid.values()))) if s.grid else 1 for s in pipeline.steps)
         self.bar = tqdm(total=total, desc=pipeline.name, unit="task", disable=not progress)
         self.running, self.left = {}, {}
+
+    def _open(self):
+        "On the recorder: open the store and create (or, resuming, reopen) the pipeline's run."
+        import mlflow
+        from mlops_nb.config import use_store
+        from mlops_nb.provenance import git_tags
+        from mlops_nb.tracking import declare_goals, experiment_id
+        use_store(self.p.root)
+        self.client = mlflow.MlflowClient(self.uri)
+        self.exp_id = experiment_id(self.experiment, create=True, root=self.p.root)
+        if self.result.run_id: self.client.update_run(self.result.run_id, status="RUNNING")
+        else:
+            self.result.run_id = self.client.create_run(self.exp_id, run_name=f"{self.p.name} {self.folder.name}", tags={
+                TAG_PIPELINE: self.p.name, FOLDER_TAG: str(self.folder)}).info.run_id
+            self.client.log_batch(self.result.run_id, params=_params(self.p.params))
+        declare_goals(self.exp_id, self.goals)  # the best blocks' directions, for best_run and register_best later
+        self.origin = {PAPERMILL_TAG: "true", **git_tags(self.p.root)}  # every step run: how and from which commit
+
+    def record(self, fn, *args):
+        "Queue `fn(*args)` on the recorder, after everything queued before; a store that failed to open stops the run here."
+        if self.opened.done(): self.opened.result()
+        future = self.recorder.submit(fn, *args)
+        self.recorded.append(future)
+        return future
 
     def say(self, text:str): self.bar.write(text) if not self.bar.disable else None
 
@@ -185,34 +203,56 @@ class _Runner:
             else: self.submit(task, i)
 
     def submit(self, task:Task, i:int):
-        "Create the task's MLflow run and hand the notebook to the executor."
-        tags = {"mlflow.parentRunId": self.result.run_id, TAG_PIPELINE: self.p.name, TAG_STEP: task.step,
-                TAG_NOTEBOOK: str(task.notebook), **self.origin}
-        if task.point is not None: tags[POINT_TAG] = str(task.point)
-        run_id = self.client.create_run(self.exp_id, run_name=task.label, tags=tags).info.run_id
-        self.client.log_batch(run_id, params=_params(task.params))
+        "Hand the notebook to the executor; its MLflow run is created on the recorder meanwhile."
+        from mlops_nb.provenance import ENV_STEP_RUN, ENV_STEP_RUN_FILE
+        id_file = self.folder/".run_ids"/task.label
+        created = self.record(self._create_run, task, id_file)
         tag = uuid.uuid4().hex[:8]
         temporary = {k: _temporary(v, tag) for k, v in task.products.items()}
         for path in task.products.values(): _remove_leftovers(Path(path))
         output = self.folder/f"{task.step}{'' if task.point is None else f'-{task.point}'}.ipynb"
+        run = {ENV_STEP_RUN_FILE: str(id_file)} if self.lazy else {ENV_STEP_RUN: created.result()}
         future = self.executor.submit(str(task.notebook), str(output), {**task.params, **temporary},
-                                      self.env(run_id, task.params), self.kernel)
-        self.running[future] = (task, i, run_id, temporary)
+                                      self.env(run, task.params), self.kernel)
+        self.running[future] = (task, i, created, temporary)
 
-    def env(self, run_id:str, params:dict)->dict:
+    def _create_run(self, task:Task, id_file:Path)->str:
+        "On the recorder: the task's MLflow run, its id written to `id_file` for the kernel (or why there is none)."
+        try:
+            self.opened.result()
+            tags = {"mlflow.parentRunId": self.result.run_id, TAG_PIPELINE: self.p.name, TAG_STEP: task.step,
+                    TAG_NOTEBOOK: str(task.notebook), **self.origin}
+            if task.point is not None: tags[POINT_TAG] = str(task.point)
+            run_id = self.client.create_run(self.exp_id, run_name=task.label, tags=tags).info.run_id
+            self.client.log_batch(run_id, params=_params(task.params))
+        except BaseException as e:
+            write_atomically(id_file, f"error: {type(e).__name__}: {e}")
+            raise
+        write_atomically(id_file, run_id)
+        return run_id
+
+    def env(self, run:dict, params:dict)->dict:
         from mlops_nb.provenance import ENV_STEP_PARAMS
-        from mlops_nb.tracking import ENV_STEP_RUN
-        return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_EXPERIMENT_NAME": self.experiment, ENV_STEP_RUN: run_id,
+        return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_EXPERIMENT_NAME": self.experiment, **run,
                 ENV_STEP_PARAMS: json.dumps(params, default=str)}
 
     def finish(self, future):
-        "Record a task the executor finished: products into place, run terminated, cache record written."
-        task, i, run_id, temporary = self.running.pop(future)
+        "A task the executor finished: its products into place now; its run ended and cache record written on the recorder."
+        task, i, created, temporary = self.running.pop(future)
         outcome = future.result()
         if outcome.status == "ran": outcome = self.place_products(task, temporary, outcome)
-        outcome.run_id = run_id
         for path in temporary.values(): _remove(Path(path))
+        self.record(self._end_run, task, created, outcome)
+        self.done(task, i, outcome)
+
+    def _end_run(self, task:Task, created, outcome:Outcome):
+        "On the recorder: the executed notebook attached, the task's run ended, the cache record written."
+        import nbformat
+        from mlops_nb.provenance import attach_notebook
+        outcome.run_id = run_id = created.result()
         if Path(outcome.output or "").is_file(): self.client.log_artifact(run_id, outcome.output, "notebook")
+        if outcome.execution and outcome.status == "ran":    # the runs the notebook's own `track` calls made
+            attach_notebook(outcome.execution, nbformat.read(outcome.output, as_version=4), str(task.notebook), self.p.root)
         self.client.log_batch(run_id, tags=_tags({SECONDS_TAG: f"{outcome.seconds:.2f}"} |
                                                  ({ERROR_TAG: outcome.error[:4000]} if outcome.error else {})))
         self.client.set_terminated(run_id, "FINISHED" if outcome.status == "ran" else "FAILED")
@@ -220,7 +260,15 @@ class _Runner:
             write_atomically(record_path(self.p, task), json.dumps({
                 "key": task.key, "run_id": run_id, "notebook": outcome.output, "at": time.time(),
                 "products": {p: file_hash(Path(p)) for p in task.products.values()}}))
-        self.done(task, i, outcome)
+
+    def close(self, ok:bool):
+        "Wait for the recorder: every run recorded and the pipeline's run ended; the first error it met is raised."
+        def end():
+            self.opened.result()
+            self.client.set_terminated(self.result.run_id, "FINISHED" if ok else "FAILED")
+        self.recorded.append(self.recorder.submit(end))
+        self.recorder.shutdown(wait=True)
+        for future in self.recorded: future.result()
 
     def place_products(self, task:Task, temporary:dict, outcome:Outcome)->Outcome:
         "Move each product from its temporary path to its place; a missing one fails the task."
@@ -370,15 +418,17 @@ def run_pipeline(
     executor = executor or LocalExecutor(jobs, notebooks=[p.root/s.notebook for s in order])
     runner = _Runner(p, declared, executor, force, kernel, folder, state.get("run_id"), progress)
     save = lambda status: write_atomically(folder/"state.json", json.dumps({"params": p.params, "run_id": runner.result.run_id, "status": status}, default=str))
-    save("running")
-    try: _drive(runner, order)
+    runner.record(save, "running")   # once the pipeline's run exists
+    ok = False   # until every step has an outcome
+    try:
+        _drive(runner, order)
+        ok = runner.result.ok and len(runner.result.steps) == len(order)
     finally:
         if own and executor.zygote and (cold := cold_summary(executor.zygote)): runner.say(cold)
         runner.bar.close()
         if own: executor.shutdown()
-        ok = runner.result.ok and len(runner.result.steps) == len(order)
-        save("done" if ok else "failed")
-        runner.client.set_terminated(runner.result.run_id, "FINISHED" if ok else "FAILED")
+        try: runner.close(ok)
+        finally: save("done" if ok else "failed")
     result = runner.result
     if not result.ok:
         failed = [f"{s}: {o.error}" for s, r in result.steps.items() for o in r.outcomes if o.status == "failed"]

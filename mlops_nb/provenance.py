@@ -4,15 +4,16 @@
 
 # %% ../nbs/01c_provenance.ipynb #ebca8a4a
 from __future__ import annotations
-import ast, hashlib, json, os, subprocess, sys, uuid
+import ast, hashlib, json, os, subprocess, sys, time, uuid
 from pathlib import Path
 from .config import MlopsNbError, did_you_mean, use_store
 from .config import GIT_COMMIT_TAG, GIT_DIRTY_TAG, TAG_EXECUTION, TAG_NOTEBOOK  # the contract
 
 # %% auto #0
-__all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'ENV_STEP_PARAMS', 'NATIVE_KERNEL', 'KERNEL_EXTENSION', 'notebook_path',
-           'papermill_parameters', 'git_tags', 'fingerprint', 'cell_source', 'declared_parameters', 'check_parameters',
-           'kernel_manager_class', 'attach_notebook', 'MlopsNbEngine']
+__all__ = ['ENV_NOTEBOOK', 'ENV_EXECUTION', 'ENV_STEP_PARAMS', 'ENV_STEP_RUN', 'ENV_STEP_RUN_FILE', 'NATIVE_KERNEL',
+           'KERNEL_EXTENSION', 'notebook_path', 'papermill_parameters', 'step_run_id', 'git_tags', 'fingerprint',
+           'cell_source', 'declared_parameters', 'check_parameters', 'kernel_manager_class', 'attach_notebook',
+           'MlopsNbEngine']
 
 # %% ../nbs/01c_provenance.ipynb #ebb6bad5
 ENV_NOTEBOOK = "MLOPS_NB_NOTEBOOK"    # the notebook a papermill kernel executes (set by the `mlops_nb` engine)
@@ -52,6 +53,24 @@ def papermill_parameters()->dict:
     for source in _user_ns().get("In", []):
         if source.lstrip().startswith("# Parameters"): return _literal_assignments(source)
     return {}
+
+# %% ../nbs/01c_provenance.ipynb #c1e6a54e
+ENV_STEP_RUN = "MLOPS_NB_STEP_RUN"  # the MLflow run of the pipeline step this kernel executes (set by the runner)
+ENV_STEP_RUN_FILE = "MLOPS_NB_STEP_RUN_FILE"  # or the file the runner writes that run's id to, once the run exists
+
+def step_run_id(
+    wait:float=600, # seconds to wait for the runner to create the run
+)->str|None: # the run id, or None outside a pipeline step
+    "The MLflow run of the pipeline step this kernel executes, once the runner has created it."
+    if os.environ.get(ENV_STEP_RUN) or not os.environ.get(ENV_STEP_RUN_FILE): return os.environ.get(ENV_STEP_RUN)
+    path, deadline = Path(os.environ[ENV_STEP_RUN_FILE]), time.monotonic() + wait
+    while not path.is_file():
+        if time.monotonic() > deadline: raise MlopsNbError(f"the pipeline runner did not create this step's MLflow run within {wait:g} s ({path})")
+        time.sleep(0.02)
+    text = path.read_text()
+    if text.startswith("error: "): raise MlopsNbError(f"the pipeline runner could not create this step's MLflow run: {text[7:]}")
+    os.environ[ENV_STEP_RUN] = text   # later calls need no file
+    return text
 
 # %% ../nbs/01c_provenance.ipynb #333d343e
 def _git_dir(folder:Path)->Path|None:
@@ -195,10 +214,11 @@ def attach_notebook(
     execution:str, # the execution id the runs are tagged with
     nb, # the executed notebook (an nbformat node)
     notebook:str, # the input notebook's path
+    root:str|Path|None=None, # the project (default: `project_root()`)
 )->list[str]: # ids of the runs that got it
     "Attach an executed notebook and its input path to every run one papermill execution created."
     import mlflow, nbformat
-    use_store()
+    use_store(root)
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
                               filter_string=f"tags.`{TAG_EXECUTION}` = '{execution}'")
     name = Path(nb.metadata.get("papermill", {}).get("output_path") or notebook).name
@@ -212,10 +232,11 @@ def attach_notebook(
 class MlopsNbEngine:
     "papermill engine `mlops_nb`: papermill's own engine, plus the executed notebook attached to the runs it made."
     @classmethod
-    def execute_notebook(cls, nb, kernel_name, kernel_env:dict|None=None, kernel:str|None=None, zygote=None, **kwargs):
+    def execute_notebook(cls, nb, kernel_name, kernel_env:dict|None=None, kernel:str|None=None, zygote=None,
+                         execution:str|None=None, attach:bool=True, **kwargs):
         import shutil, tempfile
         from papermill.engines import NBClientEngine
-        execution, notebook = uuid.uuid4().hex, _absolute_input(kwargs.get("input_path") or "")
+        execution, notebook = execution or uuid.uuid4().hex, _absolute_input(kwargs.get("input_path") or "")
         if cls.nb_language(nb) == "python":  # papermill can read the parameters cell of Python notebooks only
             check_parameters(declared_parameters(nb, kernel_name), nb.metadata.get("papermill", {}).get("parameters") or {}, notebook or "the notebook")
         context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}") | {TAG_EXECUTION: execution}
@@ -223,7 +244,7 @@ class MlopsNbEngine:
         sockets = tempfile.mkdtemp(prefix="mlops_nb-", dir="/tmp" if os.path.isdir("/tmp") else None)
         try: nb = NBClientEngine.execute_notebook(nb, kernel_name, kernel_manager_class=kernel_manager_class(env, sockets, kernel, zygote), **kwargs)
         finally: shutil.rmtree(sockets, ignore_errors=True)
-        attach_notebook(execution, nb, notebook)
+        if attach: attach_notebook(execution, nb, notebook)   # a pipeline runner attaches later, off its tasks' path
         return nb
 
     @classmethod

@@ -11,12 +11,12 @@ from .config import MlopsNbError, artifact_root, did_you_mean, project_root, ref
 from .config import (  # the contract
     DATA_TAG_PREFIX, ERROR_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP)
 from .metrics import GoalError, check_goals, goal, goal_tags
-from .provenance import ENV_EXECUTION, fingerprint, git_tags, notebook_path, papermill_parameters
+from .provenance import ENV_EXECUTION, fingerprint, git_tags, notebook_path, papermill_parameters, step_run_id
 
 # %% auto #0
-__all__ = ['EVALUATION_NAMES', 'ENV_STEP_RUN', 'RUN_KINDS', 'default_experiment', 'experiment_id', 'declare_goals', 'Tracker',
-           'track', 'active_tracker', 'flush_open', 'model_requirements', 'dataset_schema', 'param_value',
-           'experiment_goal', 'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
+__all__ = ['EVALUATION_NAMES', 'RUN_KINDS', 'default_experiment', 'experiment_id', 'declare_goals', 'Tracker', 'track',
+           'active_tracker', 'flush_open', 'model_requirements', 'dataset_schema', 'param_value', 'experiment_goal',
+           'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
 
 # %% ../nbs/01_tracking.ipynb #8584eebe
 def default_experiment()->str:
@@ -122,7 +122,7 @@ class Tracker(contextlib.ContextDecorator):
         step_run = _step_run_to_join()
         if step_run: run = mlflow.start_run(run_id=step_run)   # the runner logged the step's params already
         else:
-            parent = {"mlflow.parentRunId": os.environ[ENV_STEP_RUN]} if os.environ.get(ENV_STEP_RUN) and not mlflow.active_run() else {}
+            parent = {"mlflow.parentRunId": step} if (step := step_run_id()) and not mlflow.active_run() else {}
             run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
                                    tags=self._context_tags() | parent, nested=mlflow.active_run() is not None)
             params = papermill_parameters() | params
@@ -198,13 +198,12 @@ class Tracker(contextlib.ContextDecorator):
         return self
 
 # %% ../nbs/01_tracking.ipynb #f3bf6021
-ENV_STEP_RUN = "MLOPS_NB_STEP_RUN"  # the MLflow run of the pipeline step this kernel executes (set by the runner)
 _joined: set[str] = set()
 
 def _step_run_to_join()->str|None:
     "The step's run id if this is the first top-level `track` in a pipeline step's kernel, else None."
     import mlflow
-    run_id = os.environ.get(ENV_STEP_RUN)
+    run_id = step_run_id()
     if not run_id or run_id in _joined or mlflow.active_run(): return None
     _joined.add(run_id)
     return run_id

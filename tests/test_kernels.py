@@ -41,7 +41,7 @@ CELLS = [
     "import numpy as np, pandas as pd, mlflow\n"
     "from sklearn.linear_model import Ridge\n"
     "from mlops_nb.tracking import track\n"
-    "volatile = {'MLOPS_NB_STEP_RUN', 'MLOPS_NB_EXECUTION', 'MLFLOW_RUN_CONTEXT', 'JPY_PARENT_PID', 'MLOPS_NB_PRELOAD'}\n"
+    "volatile = {'MLOPS_NB_STEP_RUN', 'MLOPS_NB_STEP_RUN_FILE', 'MLOPS_NB_EXECUTION', 'MLFLOW_RUN_CONTEXT', 'JPY_PARENT_PID', 'MLOPS_NB_PRELOAD'}\n"
     "print(os.getcwd(), sys.argv[0], __name__, sys.path, sys.stdin.read() == '', signal.getsignal(signal.SIGINT),\n"
     "      threading.active_count(), sep='\\n')\n"
     "{k: v for k, v in sorted(os.environ.items()) if k not in volatile}",

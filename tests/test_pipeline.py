@@ -222,3 +222,16 @@ def test_a_step_that_writes_no_product_fails_and_names_it(project):
     _, runs = store_runs(project, "lazy")
     step = [r for r in runs if r.data.tags.get("mlops_nb.step") == "lazy"]
     assert len(step) == 1 and step[0].info.status == "FAILED"
+
+def test_a_store_that_cannot_be_opened_stops_the_run_with_the_reason_and_a_fixed_one_finishes_it(project):
+    "The runner opens MLflow beside its first kernels: a store it cannot open stops the run, named; the next run finishes."
+    write_notebook(project/"a.ipynb", "from mlops_nb.tracking import track\nwith track() as run: run.log_metrics(m=1.0)\n"
+                   "open(out, 'w').write('a')", parameters="out = ''")
+    (project/"pipeline.yaml").write_text(yaml.safe_dump({"name": "s", "steps": [{"name": "a", "notebook": "a.ipynb", "products": {"out": "a.txt"}}]}))
+    (project/"blocker").write_text("")   # a file where the store's folder would be
+    bad = mlops("run", cwd=project, check=False, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project}/blocker/mlflow.db"})
+    assert bad.returncode == 2 and "cannot create the tracking store" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    assert json.loads(next((project/"runs"/"s").glob("*/state.json")).read_text())["status"] == "failed"
+    assert not (project/"a.txt").exists()   # the step's kernel could not join its run: nothing accepted
+    assert statuses(mlops("run", cwd=project).stdout) == {"a": ["ran"]}
+    assert (project/"a.txt").read_text() == "a"
