@@ -6,6 +6,7 @@
 from __future__ import annotations
 import itertools, json, os, shutil, time, uuid
 from dataclasses import dataclass, field
+from fastcore.basics import patch
 from pathlib import Path
 from .config import MlopsNbError
 from .kernels import cold_summary
@@ -161,141 +162,170 @@ class _Runner:
         self.bar = tqdm(total=total, desc=pipeline.name, unit="task", disable=not progress)
         self.running, self.left = {}, {}
 
-    def _open(self):
-        "On the recorder: open the store and create (or, resuming, reopen) the pipeline's run."
-        import mlflow
-        from mlops_nb.config import use_store
-        from mlops_nb.provenance import git_tags
-        from mlops_nb.tracking import declare_goals, experiment_id
-        use_store(self.p.root)
-        self.client = mlflow.MlflowClient(self.uri)
-        self.exp_id = experiment_id(self.experiment, create=True, root=self.p.root)
-        if self.result.run_id: self.client.update_run(self.result.run_id, status="RUNNING")
-        else:
-            self.result.run_id = self.client.create_run(self.exp_id, run_name=f"{self.p.name} {self.folder.name}", tags={
-                TAG_PIPELINE: self.p.name, FOLDER_TAG: str(self.folder)}).info.run_id
-            self.client.log_batch(self.result.run_id, params=_params(self.p.params))
-        declare_goals(self.exp_id, self.goals)  # the best blocks' directions, for best_run and register_best later
-        self.origin = {PAPERMILL_TAG: "true", **git_tags(self.p.root)}  # every step run: how and from which commit
+# %% ../nbs/03_pipeline.ipynb #d8eb452c
+@patch
+def _open(self:_Runner):
+    "On the recorder: open the store and create (or, resuming, reopen) the pipeline's run."
+    import mlflow
+    from mlops_nb.config import use_store
+    from mlops_nb.provenance import git_tags
+    from mlops_nb.tracking import declare_goals, experiment_id
+    use_store(self.p.root)
+    self.client = mlflow.MlflowClient(self.uri)
+    self.exp_id = experiment_id(self.experiment, create=True, root=self.p.root)
+    if self.result.run_id: self.client.update_run(self.result.run_id, status="RUNNING")
+    else:
+        self.result.run_id = self.client.create_run(self.exp_id, run_name=f"{self.p.name} {self.folder.name}", tags={
+            TAG_PIPELINE: self.p.name, FOLDER_TAG: str(self.folder)}).info.run_id
+        self.client.log_batch(self.result.run_id, params=_params(self.p.params))
+    declare_goals(self.exp_id, self.goals)  # the best blocks' directions, for best_run and register_best later
+    self.origin = {PAPERMILL_TAG: "true", **git_tags(self.p.root)}  # every step run: how and from which commit
 
-    def record(self, fn, *args):
-        "Queue `fn(*args)` on the recorder, after everything queued before; a store that failed to open stops the run here."
-        if self.opened.done(): self.opened.result()
-        future = self.recorder.submit(fn, *args)
-        self.recorded.append(future)
-        return future
+# %% ../nbs/03_pipeline.ipynb #bd07b601
+@patch
+def record(self:_Runner, fn, *args):
+    "Queue `fn(*args)` on the recorder, after everything queued before; a store that failed to open stops the run here."
+    if self.opened.done(): self.opened.result()
+    future = self.recorder.submit(fn, *args)
+    self.recorded.append(future)
+    return future
 
-    def say(self, text:str): self.bar.write(text) if not self.bar.disable else None
+# %% ../nbs/03_pipeline.ipynb #1d7abc92
+@patch
+def say(self:_Runner, text:str): self.bar.write(text) if not self.bar.disable else None
 
-    def forced(self, step:str)->bool: return self.force is True or step in self.force
+# %% ../nbs/03_pipeline.ipynb #f1b0d025
+@patch
+def forced(self:_Runner, step:str)->bool: return self.force is True or step in self.force
 
-    def start(self, step:Step):
-        "Expand a step into tasks; record the cached ones, submit the others."
-        result = self.result.steps[step.name] = StepResult(step.name)
-        tasks = step_tasks(self.p, step, self.declared[step.name], {n: self.result.steps[n] for n in step.needs})
-        result.key = digest([t.key for t in tasks])
-        result.products = {k: v for t in tasks for k, v in t.products.items()}
-        result.outcomes = [None] * len(tasks)
-        self.left[step.name] = len(tasks)
-        for i, task in enumerate(tasks):
-            record = None if self.forced(step.name) else cached(self.p, task)
-            if record: self.done(task, i, Outcome("cached", 0.0, run_id=record["run_id"], output=record["notebook"]))
-            else: self.submit(task, i)
+# %% ../nbs/03_pipeline.ipynb #f144fa99
+@patch
+def start(self:_Runner, step:Step):
+    "Expand a step into tasks; record the cached ones, submit the others."
+    result = self.result.steps[step.name] = StepResult(step.name)
+    tasks = step_tasks(self.p, step, self.declared[step.name], {n: self.result.steps[n] for n in step.needs})
+    result.key = digest([t.key for t in tasks])
+    result.products = {k: v for t in tasks for k, v in t.products.items()}
+    result.outcomes = [None] * len(tasks)
+    self.left[step.name] = len(tasks)
+    for i, task in enumerate(tasks):
+        record = None if self.forced(step.name) else cached(self.p, task)
+        if record: self.done(task, i, Outcome("cached", 0.0, run_id=record["run_id"], output=record["notebook"]))
+        else: self.submit(task, i)
 
-    def submit(self, task:Task, i:int):
-        "Hand the notebook to the executor; its MLflow run is created on the recorder meanwhile."
-        from mlops_nb.provenance import ENV_STEP_RUN, ENV_STEP_RUN_FILE
-        id_file = self.folder/".run_ids"/task.label
-        created = self.record(self._create_run, task, id_file)
-        tag = uuid.uuid4().hex[:8]
-        temporary = {k: _temporary(v, tag) for k, v in task.products.items()}
-        for path in task.products.values(): _remove_leftovers(Path(path))
-        output = self.folder/f"{task.step}{'' if task.point is None else f'-{task.point}'}.ipynb"
-        run = {ENV_STEP_RUN_FILE: str(id_file)} if self.lazy else {ENV_STEP_RUN: created.result()}
-        future = self.executor.submit(str(task.notebook), str(output), {**task.params, **temporary},
-                                      self.env(run, task.params), self.kernel)
-        self.running[future] = (task, i, created, temporary)
+# %% ../nbs/03_pipeline.ipynb #e3888961
+@patch
+def submit(self:_Runner, task:Task, i:int):
+    "Hand the notebook to the executor; its MLflow run is created on the recorder meanwhile."
+    from mlops_nb.provenance import ENV_STEP_RUN, ENV_STEP_RUN_FILE
+    id_file = self.folder/".run_ids"/task.label
+    id_file.unlink(missing_ok=True)   # a resumed run's earlier attempt left its run id there
+    created = self.record(self._create_run, task, id_file)
+    tag = uuid.uuid4().hex[:8]
+    temporary = {k: _temporary(v, tag) for k, v in task.products.items()}
+    for path in task.products.values(): _remove_leftovers(Path(path))
+    output = self.folder/f"{task.step}{'' if task.point is None else f'-{task.point}'}.ipynb"
+    run = {ENV_STEP_RUN_FILE: str(id_file)} if self.lazy else {ENV_STEP_RUN: created.result()}
+    future = self.executor.submit(str(task.notebook), str(output), {**task.params, **temporary},
+                                  self.env(run, task.params), self.kernel)
+    self.running[future] = (task, i, created, temporary)
 
-    def _create_run(self, task:Task, id_file:Path)->str:
-        "On the recorder: the task's MLflow run, its id written to `id_file` for the kernel (or why there is none)."
-        try:
-            self.opened.result()
-            tags = {"mlflow.parentRunId": self.result.run_id, TAG_PIPELINE: self.p.name, TAG_STEP: task.step,
-                    TAG_NOTEBOOK: str(task.notebook), **self.origin}
-            if task.point is not None: tags[POINT_TAG] = str(task.point)
-            run_id = self.client.create_run(self.exp_id, run_name=task.label, tags=tags).info.run_id
-            self.client.log_batch(run_id, params=_params(task.params))
-        except BaseException as e:
-            write_atomically(id_file, f"error: {type(e).__name__}: {e}")
-            raise
-        write_atomically(id_file, run_id)
-        return run_id
+# %% ../nbs/03_pipeline.ipynb #db37609f
+@patch
+def _create_run(self:_Runner, task:Task, id_file:Path)->str:
+    "On the recorder: the task's MLflow run, its id written to `id_file` for the kernel (or why there is none)."
+    try:
+        self.opened.result()
+        tags = {"mlflow.parentRunId": self.result.run_id, TAG_PIPELINE: self.p.name, TAG_STEP: task.step,
+                TAG_NOTEBOOK: str(task.notebook), **self.origin}
+        if task.point is not None: tags[POINT_TAG] = str(task.point)
+        run_id = self.client.create_run(self.exp_id, run_name=task.label, tags=tags).info.run_id
+        self.client.log_batch(run_id, params=_params(task.params))
+    except BaseException as e:
+        write_atomically(id_file, f"error: {type(e).__name__}: {e}")
+        raise
+    write_atomically(id_file, run_id)
+    return run_id
 
-    def env(self, run:dict, params:dict)->dict:
-        from mlops_nb.provenance import ENV_STEP_PARAMS
-        return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_EXPERIMENT_NAME": self.experiment, **run,
-                ENV_STEP_PARAMS: json.dumps(params, default=str)}
+# %% ../nbs/03_pipeline.ipynb #6c4d1d29
+@patch
+def env(self:_Runner, run:dict, params:dict)->dict:
+    from mlops_nb.provenance import ENV_STEP_PARAMS
+    return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_EXPERIMENT_NAME": self.experiment, **run,
+            ENV_STEP_PARAMS: json.dumps(params, default=str)}
 
-    def finish(self, future):
-        "A task the executor finished: its products into place now; its run ended and cache record written on the recorder."
-        task, i, created, temporary = self.running.pop(future)
-        outcome = future.result()
-        if outcome.status == "ran": outcome = self.place_products(task, temporary, outcome)
-        for path in temporary.values(): _remove(Path(path))
-        self.record(self._end_run, task, created, outcome)
-        self.done(task, i, outcome)
+# %% ../nbs/03_pipeline.ipynb #b0b567eb
+@patch
+def finish(self:_Runner, future):
+    "A task the executor finished: its products into place now; its run ended and cache record written on the recorder."
+    task, i, created, temporary = self.running.pop(future)
+    outcome = future.result()
+    if outcome.status == "ran": outcome = self.place_products(task, temporary, outcome)
+    for path in temporary.values(): _remove(Path(path))
+    self.record(self._end_run, task, created, outcome)
+    self.done(task, i, outcome)
 
-    def _end_run(self, task:Task, created, outcome:Outcome):
-        "On the recorder: the executed notebook attached, the task's run ended, the cache record written."
-        import nbformat
-        from mlops_nb.provenance import attach_notebook
-        outcome.run_id = run_id = created.result()
-        if Path(outcome.output or "").is_file(): self.client.log_artifact(run_id, outcome.output, "notebook")
-        if outcome.execution and outcome.status == "ran":    # the runs the notebook's own `track` calls made
-            attach_notebook(outcome.execution, nbformat.read(outcome.output, as_version=4), str(task.notebook), self.p.root)
-        self.client.log_batch(run_id, tags=_tags({SECONDS_TAG: f"{outcome.seconds:.2f}"} |
-                                                 ({ERROR_TAG: outcome.error[:4000]} if outcome.error else {})))
-        self.client.set_terminated(run_id, "FINISHED" if outcome.status == "ran" else "FAILED")
-        if outcome.status == "ran":
-            write_atomically(record_path(self.p, task), json.dumps({
-                "key": task.key, "run_id": run_id, "notebook": outcome.output, "at": time.time(),
-                "products": {p: file_hash(Path(p)) for p in task.products.values()}}))
+# %% ../nbs/03_pipeline.ipynb #bcb4a150
+@patch
+def _end_run(self:_Runner, task:Task, created, outcome:Outcome):
+    "On the recorder: the executed notebook attached, the task's run ended, the cache record written."
+    import nbformat
+    from mlops_nb.provenance import attach_notebook
+    outcome.run_id = run_id = created.result()
+    if Path(outcome.output or "").is_file(): self.client.log_artifact(run_id, outcome.output, "notebook")
+    if outcome.execution and outcome.status == "ran":    # the runs the notebook's own `track` calls made
+        attach_notebook(outcome.execution, nbformat.read(outcome.output, as_version=4), str(task.notebook), self.p.root)
+    self.client.log_batch(run_id, tags=_tags({SECONDS_TAG: f"{outcome.seconds:.2f}"} |
+                                             ({ERROR_TAG: outcome.error[:4000]} if outcome.error else {})))
+    self.client.set_terminated(run_id, "FINISHED" if outcome.status == "ran" else "FAILED")
+    if outcome.status == "ran":
+        write_atomically(record_path(self.p, task), json.dumps({
+            "key": task.key, "run_id": run_id, "notebook": outcome.output, "at": time.time(),
+            "products": {p: file_hash(Path(p)) for p in task.products.values()}}))
 
-    def close(self, ok:bool):
-        "Wait for the recorder: every run recorded and the pipeline's run ended; the first error it met is raised."
-        def end():
-            self.opened.result()
-            self.client.set_terminated(self.result.run_id, "FINISHED" if ok else "FAILED")
-        self.recorded.append(self.recorder.submit(end))
-        self.recorder.shutdown(wait=True)
-        for future in self.recorded: future.result()
+# %% ../nbs/03_pipeline.ipynb #04cafcd0
+@patch
+def close(self:_Runner, ok:bool):
+    "Wait for the recorder: every run recorded and the pipeline's run ended; the first error it met is raised."
+    def end():
+        self.opened.result()
+        self.client.set_terminated(self.result.run_id, "FINISHED" if ok else "FAILED")
+    self.recorded.append(self.recorder.submit(end))
+    self.recorder.shutdown(wait=True)
+    for future in self.recorded: future.result()
 
-    def place_products(self, task:Task, temporary:dict, outcome:Outcome)->Outcome:
-        "Move each product from its temporary path to its place; a missing one fails the task."
-        for name, tmp in temporary.items():
-            if not Path(tmp).exists():
-                return Outcome("failed", outcome.seconds, f"the notebook did not write product {name!r} (to the path in parameter {name!r})", output=outcome.output)
-        ours = set(((read_record(self.p, task) or {}).get("products") or {}))   # what this task placed before
-        for name, tmp in temporary.items():
-            path = Path(task.products[name])
-            if path.exists() or path.is_symlink():
-                if str(path) in ours: _remove(path)
-                else: self.say(f"  kept {path} (not written by this pipeline) as {_set_aside(self.p, path)}")
-            os.replace(tmp, path)
-        return outcome
+# %% ../nbs/03_pipeline.ipynb #cae15fa0
+@patch
+def place_products(self:_Runner, task:Task, temporary:dict, outcome:Outcome)->Outcome:
+    "Move each product from its temporary path to its place; a missing one fails the task."
+    for name, tmp in temporary.items():
+        if not Path(tmp).exists():
+            return Outcome("failed", outcome.seconds, f"the notebook did not write product {name!r} (to the path in parameter {name!r})", output=outcome.output)
+    ours = set(((read_record(self.p, task) or {}).get("products") or {}))   # what this task placed before
+    for name, tmp in temporary.items():
+        path = Path(task.products[name])
+        if path.exists() or path.is_symlink():
+            if str(path) in ours: _remove(path)
+            else: self.say(f"  kept {path} (not written by this pipeline) as {_set_aside(self.p, path)}")
+        os.replace(tmp, path)
+    return outcome
 
-    def done(self, task:Task, i:int, outcome:Outcome):
-        self.result.steps[task.step].outcomes[i] = outcome
-        self.left[task.step] -= 1
-        self.bar.update(1)
-        mark = {"ran": "done", "cached": "cached", "failed": "FAILED"}[outcome.status]
-        self.say(f"{mark:>6}  {task.label}" + (f"  {outcome.seconds:.1f}s" if outcome.status == "ran" else "")
-                 + (f"  {outcome.error}\n        executed notebook: {outcome.output}" if outcome.error else ""))
+# %% ../nbs/03_pipeline.ipynb #7a2b4ae5
+@patch
+def done(self:_Runner, task:Task, i:int, outcome:Outcome):
+    self.result.steps[task.step].outcomes[i] = outcome
+    self.left[task.step] -= 1
+    self.bar.update(1)
+    mark = {"ran": "done", "cached": "cached", "failed": "FAILED"}[outcome.status]
+    self.say(f"{mark:>6}  {task.label}" + (f"  {outcome.seconds:.1f}s" if outcome.status == "ran" else "")
+             + (f"  {outcome.error}\n        executed notebook: {outcome.output}" if outcome.error else ""))
 
-    def skip(self, step:Step, why:str):
-        self.result.steps[step.name] = StepResult(step.name, [Outcome("skipped", error=why)])
-        self.left[step.name] = 0
-        self.say(f"{'skipped':>6}  {step.name}  ({why})")
+# %% ../nbs/03_pipeline.ipynb #d25aef2f
+@patch
+def skip(self:_Runner, step:Step, why:str):
+    self.result.steps[step.name] = StepResult(step.name, [Outcome("skipped", error=why)])
+    self.left[step.name] = 0
+    self.say(f"{'skipped':>6}  {step.name}  ({why})")
 
 # %% ../nbs/03_pipeline.ipynb #145b7417
 def _remove_leftovers(product:Path):
