@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import MlopsNbError
 from .kernels import cold_summary
 from .config import ERROR_TAG, FOLDER_TAG, PAPERMILL_TAG, POINT_TAG, SECONDS_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP  # the contract
-from .pipeline_spec import Pipeline, PipelineError, Step, Task, load_pipeline, validate
+from .pipeline_spec import Pipeline, PipelineError, Step, Task, best_goals, load_pipeline, validate
 from .pipeline_spec import cached, digest, file_hash, read_record, record_path, step_tasks, topological, upstream, write_atomically
 
 # %% auto #0
@@ -124,14 +124,6 @@ class PipelineResult:
         import pandas as pd
         return pd.DataFrame(self.rows())
 
-# %% ../nbs/03_pipeline.ipynb #7d9c03b0
-def _goals(pipeline:Pipeline)->dict:
-    "The directions declared by the steps' best blocks, refused when one contradicts scikit-learn's direction of its metric."
-    from mlops_nb.metrics import check_goals
-    goals = {s.best["metric"]: s.best["mode"] for s in pipeline.steps if s.best.get("metric") and s.best.get("mode")}
-    try: return check_goals(goals, f"pipeline {pipeline.name!r}: best")
-    except MlopsNbError as e: raise PipelineError(str(e)) from None
-
 # %% ../nbs/03_pipeline.ipynb #b38918db
 def _set_aside(pipeline:Pipeline, path:Path)->Path:
     "Move a file or folder the runner did not create out of the way, into .mlops_nb/replaced/; where it went."
@@ -149,7 +141,7 @@ class _Runner:
         from concurrent.futures import ThreadPoolExecutor
         from tqdm.auto import tqdm
         from mlops_nb.config import tracking_uri
-        self.goals = _goals(pipeline)       # a contradicting best block fails before any run is created
+        self.goals = best_goals(pipeline)   # a contradicting best block fails before any run is created
         self.p, self.declared, self.executor, self.force, self.kernel, self.folder = pipeline, declared, executor, force, kernel, folder
         self.uri, self.experiment = tracking_uri(pipeline.root), pipeline.experiment or pipeline.name
         self.result = PipelineResult(pipeline.name, run_id, folder)

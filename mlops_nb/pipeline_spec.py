@@ -11,8 +11,9 @@ from .config import MlopsNbError, did_you_mean
 
 # %% auto #0
 __all__ = ['PIPELINE_KEYS', 'RETRAIN_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'Step', 'Pipeline', 'parse_param',
-           'load_pipeline', 'notebook_parameters', 'topological', 'upstream', 'validate', 'Task', 'digest',
-           'source_hash', 'file_hash', 'step_tasks', 'write_atomically', 'record_path', 'read_record', 'cached']
+           'load_pipeline', 'notebook_parameters', 'topological', 'upstream', 'validate', 'best_goals', 'Task',
+           'digest', 'source_hash', 'file_hash', 'step_tasks', 'write_atomically', 'record_path', 'read_record',
+           'cached']
 
 # %% ../nbs/03a_pipeline_spec.ipynb #f281b980
 class PipelineError(MlopsNbError):
@@ -232,6 +233,14 @@ def validate(
     order = topological(pipeline)
     _products(pipeline)
     return {s.name: _check_step(pipeline, s) for s in order}
+
+# %% ../nbs/03a_pipeline_spec.ipynb #b8b70bc1
+def best_goals(pipeline:Pipeline)->dict:
+    "The directions declared by the steps' best blocks, refused when one contradicts scikit-learn's direction of its metric."
+    from mlops_nb.metrics import check_goals
+    goals = {s.best["metric"]: s.best["mode"] for s in pipeline.steps if s.best.get("metric") and s.best.get("mode")}
+    try: return check_goals(goals, f"pipeline {pipeline.name!r}: best")
+    except MlopsNbError as e: raise PipelineError(str(e)) from None
 
 # %% ../nbs/03a_pipeline_spec.ipynb #351e416e
 @dataclass
