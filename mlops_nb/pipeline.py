@@ -152,7 +152,7 @@ class _Runner:
         self.recorded = [self.opened]
         total = sum(len(list(itertools.product(*s.grid.values()))) if s.grid else 1 for s in pipeline.steps)
         self.bar = tqdm(total=total, desc=pipeline.name, unit="task", disable=not progress)
-        self.running, self.left = {}, {}
+        self.running, self.left, self.creating = {}, {}, {}
 
 # %% ../nbs/03_pipeline.ipynb #d8eb452c
 @patch
@@ -194,6 +194,9 @@ def forced(self:_Runner, step:str)->bool: return self.force is True or step in s
 @patch
 def start(self:_Runner, step:Step):
     "Expand a step into tasks; record the cached ones, submit the others."
+    if "upstream_runs" in (self.declared[step.name] or ()):   # its parameters name the upstream tasks' runs: wait until they exist
+        for (name, i), created in self.creating.items():
+            if name in step.needs: self.result.steps[name].outcomes[i].run_id = created.result()
     result = self.result.steps[step.name] = StepResult(step.name)
     tasks = step_tasks(self.p, step, self.declared[step.name], {n: self.result.steps[n] for n in step.needs})
     result.key = digest([t.key for t in tasks])
@@ -255,6 +258,7 @@ def finish(self:_Runner, future):
     if outcome.status == "ran": outcome = self.place_products(task, temporary, outcome)
     for path in temporary.values(): _remove(Path(path))
     self.record(self._end_run, task, created, outcome)
+    self.creating[(task.step, i)] = created   # its run id, for a downstream step that asks for `upstream_runs`
     self.done(task, i, outcome)
 
 # %% ../nbs/03_pipeline.ipynb #bcb4a150
