@@ -16,7 +16,7 @@ __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALL
            'BASELINE_TAG_PREFIX', 'VERDICT_TAG', 'BATCH_TAG', 'MODEL_TAG', 'PROJECT_MARKERS', 'SETTINGS_FILE',
            'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings',
            'trusted_types', 'tracking_uri', 'sqlite_path', 'artifact_root', 'cache_dir', 'ensure_store',
-           'refresh_stats', 'use_store', 'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
+           'refresh_stats', 'use_store', 'mlflow_client', 'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -285,15 +285,21 @@ def use_store(
         else: os.environ[k] = v
     return uri
 
+# %% ../nbs/00_config.ipynb #2e746ffc
+def mlflow_client(
+    uri:str|None=None, # the store's URI (default: the current one, as `use_store` set it)
+): # an mlflow.MlflowClient
+    "MLflow's client on one store, for its runs and its registry alike."
+    from mlflow import MlflowClient
+    return MlflowClient(uri, registry_uri=uri)
+
 # %% ../nbs/00_config.ipynb #99b2ae93
 def store_client(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
     create:bool=False, # create a missing sqlite store (the default, False, raises instead: reads never create one)
 ): # an mlflow.MlflowClient
     "MLflow's client on the project's store, for its runs and its registry."
-    from mlflow import MlflowClient
-    uri = use_store(root, create=create)
-    return MlflowClient(uri, registry_uri=uri)
+    return mlflow_client(use_store(root, create=create))
 
 # %% ../nbs/00_config.ipynb #4a2238f4
 LOCK_PREFIX = "mlops_nb-lock."  # registered models with this prefix are locks, not models
@@ -319,8 +325,7 @@ class RegistryLock:
 
     @property
     def client(self):
-        from mlflow import MlflowClient
-        return MlflowClient(self.uri, self.uri)
+        return mlflow_client(self.uri)
 
     def acquire(self)->RegistryLock:
         "Create the lock model, waiting (with backoff) while another process holds it."

@@ -13,7 +13,7 @@ from . import config
 __all__ = ['CI_FILES', 'TEST_FILES', 'NOTEBOOK_FILES', 'PIPELINE_FILE', 'SERVE_STEP', 'DETECTORS', 'Project']
 
 # %% ../nbs/07a_evidence.ipynb #d31f8fc1
-from .config import is_lock_model
+from .config import is_lock_model, mlflow_client
 from .config import (  # the contract: what the other modules write
     CHALLENGER, CHAMPION, DATA_TAG_PREFIX, GIT_COMMIT_TAG, HISTORY_TAG_PREFIX, KIND_MONITORING, KIND_RETRAINING, KIND_TAG,
     METRIC_TAG_PREFIX, PAPERMILL_TAG, PREDICTION_LOG, TAG_EXECUTION, TAG_NOTEBOOK, VARIANT_COLUMN)
@@ -71,8 +71,7 @@ class Project:
 
     @cached_property
     def client(self):
-        from mlflow import MlflowClient
-        return MlflowClient(self.uri, self.uri)
+        return mlflow_client(self.uri)
 
     @cached_property
     def experiment_ids(self)->list[str]: return [e.experiment_id for e in self.client.search_experiments(max_results=1000)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import getpass, logging, os, re, socket, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from .config import trusted_types, MlopsNbError, PICKLE_TAG, SETTINGS_FILE, project_root, settings
+from .config import mlflow_client, trusted_types, MlopsNbError, PICKLE_TAG, SETTINGS_FILE, project_root, settings
 
 # %% auto #0
 __all__ = ['SAFE_LOADER', 'SAFE_SERIALIZATION', 'UnsafeModelError', 'ModelFormat', 'model_format', 'model_files', 'read_mlmodel',
@@ -76,7 +76,7 @@ def model_files(
     "Where the model's files are, fixed to one version."
     if m := _REGISTERED.fullmatch(uri):
         import mlflow
-        return f"models:/{m['name']}/{mlflow.MlflowClient().get_model_version_by_alias(m['name'], m['alias']).version}"
+        return f"models:/{m['name']}/{mlflow_client().get_model_version_by_alias(m['name'], m['alias']).version}"
     if m := _LOGGED.fullmatch(uri):
         import mlflow
         return mlflow.get_logged_model(m["id"]).artifact_location
@@ -151,7 +151,7 @@ def _record_opt_in(uri:str, fmt:ModelFormat):
     note = f"{fmt.reason}; loaded by {getpass.getuser()}@{socket.gethostname()} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
     try:
         import mlflow
-        mlflow.MlflowClient().set_model_version_tag(m["name"], m["version"], PICKLE_TAG, note[:5000])
+        mlflow_client().set_model_version_tag(m["name"], m["version"], PICKLE_TAG, note[:5000])
     except Exception as e: log.warning("could not tag %s as loaded with allow_pickle (%s: %s)", uri, type(e).__name__, e)
 
 # %% ../nbs/01b_loading.ipynb #1dc4ba5b

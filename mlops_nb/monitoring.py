@@ -8,7 +8,7 @@ import html, io, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
-from .config import MlopsNbError, project_root, store_client
+from .config import MlopsNbError, mlflow_client, project_root, store_client
 from .drift import P_VALUE_TESTS, shared_columns, sorted_finite, dataset_drift, drift, performance, prediction_drift
 from .config import BATCH_TAG, KIND_MONITORING, KIND_TAG, LOG_COLUMNS, MODEL_TAG, PREDICTION_LOG, VARIANT_COLUMN, VERDICT_TAG  # the contract
 
@@ -337,14 +337,13 @@ def _batch_metrics(report:MonitorReport)->dict:
 @patch
 def _log(self:Monitor, report:MonitorReport, step:int)->str:
     "Log one batch as one MLflow run of the monitoring experiment; returns its id."
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
     from mlops_nb.config import use_store
     from mlops_nb.provenance import step_run_id
     from mlops_nb.tracking import experiment_id
     uri = use_store(self.root)
     exp = experiment_id(self.experiment, create=True, root=self.root)
-    client = MlflowClient(uri)
+    client = mlflow_client(uri)
     client.set_experiment_tag(exp, KIND_TAG, KIND_MONITORING)
     tags = {KIND_TAG: KIND_MONITORING, VERDICT_TAG: report.verdict, BATCH_TAG: report.name, MODEL_TAG: self.model_name or ""}
     if parent := step_run_id(): tags["mlflow.parentRunId"] = parent

@@ -8,7 +8,7 @@ import itertools, json, os, shutil, time, uuid
 from dataclasses import dataclass, field
 from fastcore.basics import patch
 from pathlib import Path
-from .config import MlopsNbError
+from .config import MlopsNbError, mlflow_client
 from .kernels import cold_summary
 from .config import ERROR_TAG, FOLDER_TAG, PAPERMILL_TAG, POINT_TAG, SECONDS_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP  # the contract
 from .pipeline_spec import Pipeline, PipelineError, Step, Task, best_goals, load_pipeline, validate
@@ -163,7 +163,7 @@ def _open(self:_Runner):
     from mlops_nb.provenance import git_tags
     from mlops_nb.tracking import declare_goals, experiment_id
     use_store(self.p.root)
-    self.client = mlflow.MlflowClient(self.uri)
+    self.client = mlflow_client(self.uri)
     self.exp_id = experiment_id(self.experiment, create=True, root=self.p.root)
     if self.result.run_id: self.client.update_run(self.result.run_id, status="RUNNING")
     else:

@@ -8,7 +8,7 @@ import io, json, logging, re, time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from .config import MlopsNbError
+from .config import MlopsNbError, mlflow_client
 from .loading import load_with_format, skops_predict
 
 # %% auto #0
@@ -88,7 +88,7 @@ def resolve(
     "The registry version (and its run) that `ref` points at now."
     if ref.name is None: return None, None
     import mlflow
-    client = client or mlflow.MlflowClient()
+    client = client or mlflow_client()
     try: mv = client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias else client.get_model_version(ref.name, str(ref.version))
     except Exception as e: raise _registry_error(ref, e) from None
     return int(mv.version), mv.run_id

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import ast, hashlib, json, os, subprocess, sys, time, uuid
 from pathlib import Path
-from .config import MlopsNbError, did_you_mean, use_store
+from .config import MlopsNbError, did_you_mean, mlflow_client, use_store
 from .config import GIT_COMMIT_TAG, GIT_DIRTY_TAG, TAG_EXECUTION, TAG_NOTEBOOK  # the contract
 
 # %% auto #0
@@ -222,7 +222,7 @@ def attach_notebook(
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
                               filter_string=f"tags.`{TAG_EXECUTION}` = '{execution}'")
     name = Path(nb.metadata.get("papermill", {}).get("output_path") or notebook).name
-    client = mlflow.MlflowClient()
+    client = mlflow_client()
     for run in runs:
         client.log_text(run.info.run_id, nbformat.writes(nb), f"notebook/{name}")
         client.set_tag(run.info.run_id, TAG_NOTEBOOK, notebook)

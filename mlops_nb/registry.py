@@ -5,7 +5,7 @@
 # %% ../nbs/02_registry.ipynb #2e2b7dc1
 from __future__ import annotations
 import getpass, json, os, re, socket, time, uuid
-from .config import MlopsNbError, did_you_mean, is_lock_model, store_client, store_lock
+from .config import MlopsNbError, did_you_mean, is_lock_model, mlflow_client, store_client, store_lock
 from .config import (  # the contract
     CHAMPION, DATA_TAG_PREFIX, EVALUATION_TAG, GOAL_TAG, HISTORY_TAG_PREFIX, METRIC_TAG_PREFIX, PRIMARY_METRIC_TAG, REFIT_OF_TAG, TAG_NOTEBOOK)
 from .metrics import UnknownGoal, better, check_goals, goal, goal_tags
@@ -97,8 +97,7 @@ def _evaluation_digest(run)->str|None:
 # %% ../nbs/02_registry.ipynb #582f1bbc
 def _known_goals(run, metrics:dict, declared:dict)->dict:
     "The direction of each metric that has one (declared, recorded on the run or its experiment, or known); others left out."
-    from mlflow import MlflowClient
-    tags = {} if run is None else {"the run": run.data.tags, "its experiment": MlflowClient().get_experiment(run.info.experiment_id).tags}
+    tags = {} if run is None else {"the run": run.data.tags, "its experiment": mlflow_client().get_experiment(run.info.experiment_id).tags}
     found = {}
     for m in metrics:
         try: found[m] = goal(m, declared.get(m), tags)

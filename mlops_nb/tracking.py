@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast, contextlib, functools, json, numbers, os, sys, time, traceback, uuid
 from pathlib import Path
 from fastcore.basics import patch
-from .config import MlopsNbError, artifact_root, did_you_mean, project_root, refresh_stats, trusted_types, use_store
+from .config import MlopsNbError, artifact_root, mlflow_client, did_you_mean, project_root, refresh_stats, trusted_types, use_store
 from .config import (  # the contract
     DATA_TAG_PREFIX, ERROR_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP)
 from .metrics import GoalError, check_goals, goal, goal_tags
@@ -45,9 +45,8 @@ def experiment_id(
 
 # %% ../nbs/01_tracking.ipynb #a42678ed
 def _find_experiment(uri:str, name:str, create:bool)->str:
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-    client = MlflowClient()
+    client = mlflow_client()
     exp = client.get_experiment_by_name(name)
     if exp is not None and exp.lifecycle_stage == "deleted":
         raise MlopsNbError(f"experiment {name!r} was deleted: restore it (mlflow experiments restore) or use another name")
@@ -89,8 +88,7 @@ def declare_goals(
 ):
     "Record metric directions on an experiment; refuse one that contradicts what it already records."
     if not goals: return
-    from mlflow import MlflowClient
-    client = MlflowClient()
+    client = mlflow_client()
     exp = client.get_experiment(exp_id)
     for metric, mode in goals.items():
         recorded = exp.tags.get(GOAL_TAG + metric)
@@ -191,9 +189,8 @@ class Tracker(contextlib.ContextDecorator):
 
     def flush(self)->Tracker:
         "Write everything pending in as few `log_batch` calls as MLflow's limits allow."
-        from mlflow import MlflowClient
         pending, self._pending = self._pending, {"metrics": [], "params": [], "tags": []}
-        MlflowClient().log_batch(self.run_id, **pending)
+        mlflow_client().log_batch(self.run_id, **pending)
         self._last_flush = time.monotonic()
         return self
 
@@ -384,8 +381,7 @@ def experiment_goal(
     mode:str|None=None, # what the caller says, checked against what is recorded and known
 )->str: # "min" or "max"
     "Which way is better for `metric` in `experiment`: the caller's mode, the experiment's goals, the project's, scikit-learn's."
-    from mlflow import MlflowClient
-    tags = MlflowClient().get_experiment(experiment_id(experiment)).tags
+    tags = mlflow_client().get_experiment(experiment_id(experiment)).tags
     return goal(metric, mode, {f"experiment {experiment!r}": tags})
 
 # %% ../nbs/01_tracking.ipynb #b61d0d66
@@ -403,8 +399,7 @@ def best_run(
     filter:str|None=None, # an extra MLflow search filter, e.g. "params.family = 'ridge'"
 ): # the best finished `mlflow.entities.Run`
     "The finished run of `experiment` with the best `metric`, found with one ordered query."
-    from mlflow import MlflowClient
-    exp_id, client = experiment_id(experiment), MlflowClient()
+    exp_id, client = experiment_id(experiment), mlflow_client()
     try: order = "ASC" if experiment_goal(experiment, metric, mode) == "min" else "DESC"
     except GoalError:   # a typo in the metric's name is the likelier mistake: say that first
         if metric not in _known_metrics(client, exp_id): raise _no_metric(client, exp_id, experiment, metric, filter) from None
