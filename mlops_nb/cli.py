@@ -255,6 +255,8 @@ def steps(pipeline):
               help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health and /ping.")
 @click.option("--reload-every", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True, metavar="S",
               help="Seconds between registry polls; the service swaps to the new version when the alias moves.")
+@click.option("--flush-every", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, metavar="S",
+              help="Seconds between compactions of the prediction log into parquet.")
 @click.option("--no-log", is_flag=True, help="Do not write the prediction log (<project>/predictions/: .jsonl segments, compacted to parquet).")
 @click.option("--max-body", type=click.IntRange(1), default=5 * 2**20, show_default=True, help="Largest request body accepted, in bytes.")
 @click.option("--max-rows", type=click.IntRange(1), default=100_000, show_default=True, help="Most rows one request may hold.")
@@ -262,12 +264,12 @@ def steps(pipeline):
 @click.option("--header-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, help="Seconds a connection has to send its headers.")
 @click.option("--max-connections", type=click.IntRange(1), default=1000, show_default=True, help="Open connections at most.")
 @click.option("--allow-pickle", is_flag=True, help="Also load models stored in formats that can run code (pickle, custom loaders); recorded.")
-def serve(model, challenger, split, host, port, token, reload_every, no_log, max_body, max_rows, timeout, header_timeout, max_connections, allow_pickle):
+def serve(model, challenger, split, host, port, token, reload_every, flush_every, no_log, max_body, max_rows, timeout, header_timeout, max_connections, allow_pickle):
     "Serve MODEL (a registered model's name: its champion; or a URI like models:/NAME@ALIAS) over HTTP: MLflow's /invocations, /predict, /health, /version, /metrics."
     from mlops_nb.registry import model_uri
     from mlops_nb.serving import serve as run_service
     run_service(model_uri(model), challenger=challenger and model_uri(challenger), split=split, host=host, port=port, token=token,
-                reload_every=reload_every, log=not no_log, max_body=max_body, max_rows=max_rows, timeout=timeout,
+                reload_every=reload_every, log=not no_log, flush_seconds=flush_every, max_body=max_body, max_rows=max_rows, timeout=timeout,
                 header_timeout=header_timeout, max_connections=max_connections, allow_pickle=allow_pickle)
 
 # %% ../nbs/08_cli.ipynb #ea1595a7

@@ -207,6 +207,7 @@ def start_service(
     env:dict|None=None, # the process's environment (default: this process's)
     timeout:float=120, # seconds to wait for /health
     log:str|Path|None=None, # where its output goes (default: a temporary file)
+    wait:bool=True, # return once /health answers (False: at once, to watch it start)
 )->Service:
     "Start `mlops-nb serve MODEL` on a free port of 127.0.0.1 and return once it answers."
     import socket, tempfile
@@ -220,7 +221,8 @@ def start_service(
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     service = Service(f"http://127.0.0.1:{port}", process, log)
-    try: wait_healthy(service.url, process, timeout, log)
+    try:
+        if wait: wait_healthy(service.url, process, timeout, log)
     except BaseException:
         service.stop()
         raise

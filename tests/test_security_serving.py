@@ -6,7 +6,7 @@ import json, os, pickle, signal, socket, statistics, threading, time
 from pathlib import Path
 import pytest
 from conftest import BIN, inside_project, run
-from test_serving import Server
+from test_serving import start
 
 httpx = pytest.importorskip("httpx")
 ROW = {"origin": "JFK", "dest": "LAX", "carrier": "AA", "distance": 2475}
@@ -60,13 +60,10 @@ def project(tmp_path_factory):
         evil = register(info.model_uri, "victim", metrics={"rmse": 1.0}).version
         yield root, marker, int(evil)
 
-def start(root:Path, **kwargs)->Server:
-    return Server(root, **kwargs).wait_ready()
-
 @pytest.fixture(scope="module")
 def shared(project):
     "The service the payload attacks go to: small time limits so a slow client is cut off quickly."
-    s = start(project[0], model="models:/secure@champion", timeout=3.0, header_timeout=2.0, flush_seconds=1.0)
+    s = start(project[0], "models:/secure@champion", "--timeout", "3", "--header-timeout", "2", "--flush-every", "1")
     yield s
     s.stop()
 
@@ -111,9 +108,9 @@ def attack_payloads()->dict:
         "JSON nested 100k deep": (b"[" * 100_000 + b"]" * 100_000, "application/json", 400),
     }
 
-def test_payload_attacks_are_4xx_in_time_while_a_normal_client_is_served(shared):
+def test_payload_attacks_are_4xx_in_time_while_a_normal_client_is_served(shared, project):
     payloads, answers = attack_payloads(), {}
-    before = peak_rss_mb(shared.proc.pid)
+    before = peak_rss_mb(shared.process.pid)
     with SteadyClient(shared.url) as normal:
         time.sleep(1.0)
         for name, (body, ctype, status) in payloads.items():
@@ -125,20 +122,20 @@ def test_payload_attacks_are_4xx_in_time_while_a_normal_client_is_served(shared)
         time.sleep(1.0)
     print(f"\nattacks during steady scoring (normal client: {len(normal.seen)} requests, p99 {normal.p99():.1f} ms):")
     for name, (status, seconds, message) in answers.items(): print(f"  {name:34} {status} in {seconds:5.2f} s  {message}")
-    print(f"  8,000 records with distinct extra keys: {wide.status_code}; server peak RSS {before:.0f} -> {peak_rss_mb(shared.proc.pid):.0f} MB")
+    print(f"  8,000 records with distinct extra keys: {wide.status_code}; server peak RSS {before:.0f} -> {peak_rss_mb(shared.process.pid):.0f} MB")
     assert {n: a[0] for n, a in answers.items()} == {n: p[2] for n, p in payloads.items()}
     assert max(seconds for _, seconds, _ in answers.values()) < 20          # safety net: each is refused before heavy work
     assert wide.status_code == 200 and len(wide.json()["predictions"]) == 8000
     assert {s for s, _ in normal.seen} == {200} and len(normal.seen) > 20
-    assert peak_rss_mb(shared.proc.pid) < 1500                              # it was 3.3 GB for the wide records alone
+    assert peak_rss_mb(shared.process.pid) < 1500                              # it was 3.3 GB for the wide records alone
     from mlops_nb.prediction_log import read_predictions
-    logged = read_predictions(shared.root, "secure")
+    logged = read_predictions(project[0], "secure")
     assert list(logged.columns) == [*ROW, "prediction", "variant", "version", "timestamp", "request_id"]   # no extra_* column
     assert (logged.request_id == "wide").sum() == 8000
 
 # --- finding 9: the small holes -----------------------------------------------------------------------------------
 
-def test_wrong_types_bad_ids_and_oversized_headers_are_refused(shared):
+def test_wrong_types_bad_ids_and_oversized_headers_are_refused(shared, project):
     cases = {"a list for a string": ROW | {"origin": ["JFK", "LGA"]}, "a bool for a number": ROW | {"distance": True},
              "a fraction for a whole number": ROW | {"distance": 2475.5}, "an object for a string": ROW | {"carrier": {"x": 1}}}
     for name, row in cases.items():
@@ -150,7 +147,7 @@ def test_wrong_types_bad_ids_and_oversized_headers_are_refused(shared):
     assert httpx.post(f"{shared.url}/invocations", json={"dataframe_records": [ROW]}, headers={"X-Request-Key": "k" * 300}).status_code == 400
     time.sleep(2.5)                                                         # a compaction: typed rows were never logged
     from mlops_nb.prediction_log import read_predictions
-    assert "typed" not in set(read_predictions(shared.root, "secure").request_id)
+    assert "typed" not in set(read_predictions(project[0], "secure").request_id)
 
 def raw(url:str)->socket.socket:
     host, port = url.removeprefix("http://").split(":")
@@ -248,11 +245,11 @@ def answer_of(r)->tuple:
     except ValueError: doc = None
     return r.status_code, doc.get("error_code") if isinstance(doc, dict) else None, doc.get("predictions") if isinstance(doc, dict) else None
 
-def test_mlflow_scoring_server_gives_the_same_answers_except_where_we_refuse_more(shared, monkeypatch):
+def test_mlflow_scoring_server_gives_the_same_answers_except_where_we_refuse_more(shared, project, monkeypatch):
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
     from starlette.testclient import TestClient
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{shared.root}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project[0]}/mlflow.db")
     theirs = TestClient(scoring_server.init(mlflow.pyfunc.load_model("models:/secure@champion")), raise_server_exceptions=False)
     rows, differ = [], {}
     for name, (body, ctype) in compat_payloads().items():
@@ -295,7 +292,7 @@ def test_heavy_burst_is_cut_at_the_time_limit_and_sigint_does_not_drain_the_queu
 def test_colliding_columns_are_logged_apart_and_lose_no_other_request(project):
     from mlops_nb.prediction_log import read_predictions
     root = project[0]
-    srv = start(root, model="models:/collide@champion", flush_seconds=0.5)
+    srv = start(root, "models:/collide@champion", "--flush-every", "0.5")
     answered = set()
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as c:
@@ -317,7 +314,7 @@ def test_colliding_columns_are_logged_apart_and_lose_no_other_request(project):
 def test_sigkill_during_steady_load_loses_no_answered_prediction(project):
     from mlops_nb.prediction_log import read_predictions, compact_log
     root = project[0]
-    srv = start(root, model="models:/victim@champion", flush_seconds=0.5)   # compactions run during the load
+    srv = start(root, "models:/victim@champion", "--flush-every", "0.5")   # compactions run during the load
     answered, lock, stop = set(), threading.Lock(), threading.Event()
     def client(k:int):
         with httpx.Client(base_url=srv.url, timeout=10) as c:
@@ -332,11 +329,10 @@ def test_sigkill_during_steady_load_loses_no_answered_prediction(project):
     for t in threads: t.start()
     until = time.monotonic() + 120                                            # a safety net: a busy machine answers slower
     while len(answered) < 200 and time.monotonic() < until: time.sleep(0.05)
-    srv.proc.send_signal(signal.SIGKILL)                                      # no shutdown, no flush
-    srv.proc.wait(30)
+    srv.process.send_signal(signal.SIGKILL)                                      # no shutdown, no flush
+    srv.process.wait(30)
     stop.set()
     for t in threads: t.join(30)
-    srv.errfile.close()
     with lock: got = set(answered)
     seen = set(read_predictions(root, "victim").request_id)                  # parquet files and the dead process's segment
     compacted = compact_log(root/"predictions", "victim")
@@ -353,8 +349,7 @@ def test_a_promoted_pickle_is_refused_by_the_running_service_unless_opted_in(pro
     from mlops_nb.loading import PICKLE_TAG
     root, marker, evil = project
     client = mlflow.MlflowClient()
-    srv = start(root, model="models:/victim@champion", reload_every=1.0,
-                env={"MLOPS_NB_SERVE_TOKEN": "t0ken"})
+    srv = start(root, "models:/victim@champion", "--reload-every", "1", env={"MLOPS_NB_SERVE_TOKEN": "t0ken"})
     auth = {"Authorization": "Bearer t0ken"}
     try:
         client.set_registered_model_alias("victim", "champion", evil)       # the promotion the gate let through
@@ -371,11 +366,11 @@ def test_a_promoted_pickle_is_refused_by_the_running_service_unless_opted_in(pro
     assert info["version"] == 1 and scored.status_code == 200 and scored.headers["X-Model-Version"] == "1"
     assert (health.status_code, ping.status_code) == (200, 200)
     assert health.json() == {"status": "ready", "variants": {"champion": {"state": "ready", "version": 1}}}   # no paths, no errors
-    opted = start(root, model="models:/victim@champion", allow_pickle=True)   # the explicit opt-in: loaded, and recorded
+    opted = start(root, "models:/victim@champion", "--allow-pickle")   # the explicit opt-in: loaded, and recorded
     try: version = httpx.get(f"{opted.url}/version", timeout=10).json()
     finally: opted.stop()
     assert marker.exists() and version["version"] == evil and "stored as 'pickle'" in version["allow_pickle"]
-    assert f"loaded models:/victim/{evil} with allow_pickle" in opted.log()
+    assert f"loaded models:/victim/{evil} with allow_pickle" in opted.log.read_text()
     assert "stored as 'pickle'" in client.get_model_version("victim", str(evil)).tags[PICKLE_TAG]
     client.set_registered_model_alias("victim", "champion", 1)
 

@@ -1,9 +1,10 @@
 "The model service as a real uvicorn server on 127.0.0.1: MLflow-equal predictions, hot reload, A/B split and log, fuzzing, bad input, token, batch scoring."
-import json, math, os, shutil, signal, socket, subprocess, sys, threading, time
+import json, math, os, shutil, subprocess, threading, time, uuid
 from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from conftest import inside_project
+from mlops_nb.serving import Service, start_service
 
 httpx = pytest.importorskip("httpx")
 REPO = Path(__file__).resolve().parents[1]
@@ -35,52 +36,28 @@ def registered(runs, name:str, champion="ridge", challenger=None)->dict:
     if challenger: promote(name, versions[challenger], alias="challenger", force=True)
     return versions
 
-def free_port()->int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wait_for_variants(svc:Service, n:int, timeout:float=180)->Service:
+    "Return once `n` variants are ready (/health answers 200 once the champion is; a challenger may still be loading)."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(v["state"] == "ready" for v in httpx.get(f"{svc.url}/health", timeout=5).json()["variants"].values()) == n: return svc
+        time.sleep(0.2)
+    raise AssertionError(f"{n} variants not ready after {timeout} s:\n{svc.log.read_text()}")
 
-class Server:
-    "`mlops_nb.serving.serve` in its own process on 127.0.0.1, stopped with SIGINT like Ctrl-C."
-    def __init__(self, root:Path, env:dict|None=None, **kwargs):
-        self.port, self.root = free_port(), root
-        self.url = f"http://127.0.0.1:{self.port}"
-        code = f"import json; from mlops_nb.serving import serve; serve(**json.loads({json.dumps(json.dumps(kwargs | {'port': self.port}))}))"
-        environ = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLOPS_NB_SERVE_TOKEN")}
-        environ |= {"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"} | (env or {})
-        self.errfile = open(root/f"server-{self.port}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, env=environ, stdout=self.errfile, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout:float=180, variants:int=1)->"Server":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"server exited with {self.proc.returncode}:\n{self.log()}"
-            try:
-                h = httpx.get(f"{self.url}/health", timeout=5)
-                if h.status_code == 200 and sum(v["state"] == "ready" for v in h.json()["variants"].values()) == variants: return self
-            except httpx.HTTPError: pass
-            time.sleep(0.2)
-        raise AssertionError(f"server not ready after {timeout} s:\n{self.log()}")
-
-    def log(self)->str: return (self.root/f"server-{self.port}.log").read_text()
-
-    def stop(self)->int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try: self.proc.wait(60)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-        self.errfile.close()
-        return self.proc.returncode
+def start(root:Path, model:str, *options:str, env:dict|None=None, variants:int=1, wait:bool=True)->Service:
+    "`mlops-nb serve MODEL OPTIONS` in the project `root`, through the library's `start_service` (stopped with SIGINT, like Ctrl-C)."
+    environ = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLOPS_NB_SERVE_TOKEN")} | (env or {})
+    svc = start_service(model, *options, cwd=root, env=environ, timeout=180, log=root/f"service-{uuid.uuid4().hex[:8]}.log", wait=wait)
+    return wait_for_variants(svc, variants) if wait and variants > 1 else svc
 
 @pytest.fixture
 def server(store):
-    "Start servers in the test's project; every one is stopped after the test."
+    "Start services in the test's project; every one is stopped after the test."
     started = []
-    def start(variants=1, **kwargs):
-        s = Server(store[0], **kwargs)
-        started.append(s)
-        return s.wait_ready(variants=variants)
-    yield start
+    def start_here(model:str, *options:str, **kwargs)->Service:
+        started.append(start(store[0], model, *options, **kwargs))
+        return started[-1]
+    yield start_here
     for s in started: s.stop()
 
 def records(df)->list: return json.loads(df.to_json(orient="records"))
@@ -91,7 +68,7 @@ def test_predictions_over_http_equal_pyfunc_predict(store, server):
     import mlflow.pyfunc
     root, runs, march = store
     registered(runs, "equal")
-    srv = server(model="models:/equal@champion")
+    srv = server("models:/equal@champion")
     rows = march.sample(300, random_state=0).reset_index(drop=True)
     expected = mlflow.pyfunc.load_model("models:/equal/1").predict(rows).tolist()
     recs = records(rows)
@@ -118,7 +95,7 @@ def test_predictions_over_http_equal_pyfunc_predict(store, server):
 def test_health_says_loading_until_the_model_is_loaded(store):
     root, runs, march = store
     registered(runs, "starting")
-    srv = Server(root, model="models:/starting@champion")
+    srv = start(root, "models:/starting@champion", wait=False)
     seen = []
     try:
         deadline = time.monotonic() + 180
@@ -145,7 +122,7 @@ def test_alias_move_switches_version_while_requests_keep_succeeding(store, serve
     root, runs, march = store
     versions = registered(runs, "reload")
     poll = 2.0
-    srv = server(model="models:/reload@champion", reload_every=poll)
+    srv = server("models:/reload@champion", "--reload-every", str(poll))
     body = {"dataframe_records": records(march.head(3))}
     seen, stop = [], threading.Event()
     def client():
@@ -185,7 +162,7 @@ def test_failed_reload_keeps_the_old_model_and_shows_in_health(store, server):
     from mlops_nb.registry import register, promote
     root, runs, march = store
     registered(runs, "fragile")
-    srv = server(model="models:/fragile@champion", reload_every=1.0)
+    srv = server("models:/fragile@champion", "--reload-every", "1")
     broken = register(runs["broken"], "fragile")
     client = mlflow.MlflowClient()
     model_dir = Path(mlflow.utils.file_utils.local_file_uri_to_path(client.get_logged_model(broken.source.split("/")[-1]).artifact_location))
@@ -213,7 +190,7 @@ def test_split_shares_and_every_request_in_the_log(store, server):
     from mlops_nb.config import VARIANT_COLUMN
     root, runs, march = store
     versions = registered(runs, "ab", champion="ridge", challenger="lasso")
-    srv = server(variants=2, model="models:/ab@champion", challenger="models:/ab@challenger", split=0.5, flush_seconds=1.0)
+    srv = server("models:/ab@champion", "--challenger", "models:/ab@challenger", "--split", "0.5", "--flush-every", "1", variants=2)
     rows = records(march.head(1000))
     answered = {}
     with httpx.Client(base_url=srv.url, timeout=30) as c:
@@ -246,7 +223,7 @@ def shared(store):
     "One server for the fuzz and bad-input tests."
     root, runs, march = store
     registered(runs, "fuzz")
-    s = Server(root, model="models:/fuzz@champion", max_body=2**20).wait_ready()
+    s = start(root, "models:/fuzz@champion", "--max-body", str(2**20))
     yield s
     s.stop()
 
@@ -331,7 +308,7 @@ def test_fuzzed_server_is_alive_and_counted(shared):
 def test_token_from_the_environment_guards_everything_but_the_probes(store, server):
     root, runs, march = store
     registered(runs, "guarded")
-    srv = server(model="models:/guarded@champion", env={"MLOPS_NB_SERVE_TOKEN": "t0ken"})
+    srv = server("models:/guarded@champion", env={"MLOPS_NB_SERVE_TOKEN": "t0ken"})
     body = {"dataframe_records": [ROW]}
     assert httpx.get(f"{srv.url}/health").status_code == 200 and httpx.get(f"{srv.url}/ping").status_code == 200
     for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "t0ken"}):
@@ -346,10 +323,11 @@ def test_token_from_the_environment_guards_everything_but_the_probes(store, serv
 def test_binds_loopback_by_default(store, server):
     root, runs, march = store
     registered(runs, "local")
-    srv = server(model="models:/local@champion")
+    srv = server("models:/local@champion")
+    port = srv.url.rsplit(":", 1)[1]
     out = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
-    if out: assert f"127.0.0.1:{srv.port}" in out and f"0.0.0.0:{srv.port}" not in out
-    assert " on http://127.0.0.1:" in srv.log()
+    if out: assert f"127.0.0.1:{port}" in out and f"0.0.0.0:{port}" not in out
+    assert " on http://127.0.0.1:" in srv.log.read_text()
 
 # --- batch scoring -----------------------------------------------------------------------------------------------------
 
