@@ -168,7 +168,9 @@ class Zygote:
         self._preloaded = None
 
     @property
-    def pid(self)->int: return self.process.pid
+    def pid(self)->int:
+        "The zygote process's id."
+        return self.process.pid
 
     def preloaded(self,
                   timeout:float=300, # seconds to wait at most

@@ -78,10 +78,16 @@ class LocalExecutor:
         self.jobs = jobs or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="mlops_nb-step")
         self.zygote = start_zygote(notebooks) if warm else None  # None when warm kernels are off or unsupported here
-    def submit(self, *args, **kwargs): return self._pool.submit(execute_task, *args, zygote=self.zygote, **kwargs)
-    def shutdown(self):
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        if self.zygote: self.zygote.close()
+    def submit(self, *args, **kwargs):
+        "`execute_task(*args, **kwargs)` on a worker thread, with this executor's zygote: a future of its `Outcome`."
+        return self._pool.submit(execute_task, *args, zygote=self.zygote, **kwargs)
+
+# %% ../nbs/03_pipeline.ipynb #7b94132b
+@patch
+def shutdown(self:LocalExecutor):
+    "Cancel the tasks not started, wait for the running ones, then stop the zygote and any kernel of it."
+    self._pool.shutdown(wait=True, cancel_futures=True)
+    if self.zygote: self.zygote.close()
 
 # %% ../nbs/03_pipeline.ipynb #bfce7be3
 @dataclass
@@ -94,12 +100,15 @@ class StepResult:
 
     @property
     def status(self)->str:
+        "Its worst task's status: failed, then skipped, then ran, else cached (skipped without tasks)."
         states = {o.status for o in self.outcomes}
         for s in ("failed", "skipped", "ran"):
             if s in states: return s
         return "cached" if states else "skipped"
     @property
-    def run_ids(self)->list: return [o.run_id for o in self.outcomes if o.run_id]
+    def run_ids(self)->list:
+        "The MLflow runs of its tasks (those that have one)."
+        return [o.run_id for o in self.outcomes if o.run_id]
 
 # %% ../nbs/03_pipeline.ipynb #5a1d2bb8
 @dataclass
@@ -111,18 +120,24 @@ class PipelineResult:
     steps: dict = field(default_factory=dict)
 
     @property
-    def ok(self)->bool: return all(r.status in ("ran", "cached") for r in self.steps.values())
+    def ok(self)->bool:
+        "True when every step ran or was cached."
+        return all(r.status in ("ran", "cached") for r in self.steps.values())
 
-    def rows(self)->list[dict]:
-        "One dict per task: step, point, status, cached?, seconds, MLflow run, executed notebook, error."
-        return [{"step": s, "point": i if len(r.outcomes) > 1 else None, "status": o.status, "cached": o.status == "cached",
-                 "seconds": round(o.seconds, 2), "run_id": o.run_id, "notebook": o.output, "error": o.error}
-                for s, r in self.steps.items() for i, o in enumerate(r.outcomes)]
+# %% ../nbs/03_pipeline.ipynb #a7da9b4a
+@patch
+def rows(self:PipelineResult)->list[dict]:
+    "One dict per task: step, point, status, cached?, seconds, MLflow run, executed notebook, error."
+    return [{"step": s, "point": i if len(r.outcomes) > 1 else None, "status": o.status, "cached": o.status == "cached",
+             "seconds": round(o.seconds, 2), "run_id": o.run_id, "notebook": o.output, "error": o.error}
+            for s, r in self.steps.items() for i, o in enumerate(r.outcomes)]
 
-    def table(self):
-        "`rows` as a pandas DataFrame."
-        import pandas as pd
-        return pd.DataFrame(self.rows())
+# %% ../nbs/03_pipeline.ipynb #86d0aaee
+@patch
+def table(self:PipelineResult):
+    "`rows` as a pandas DataFrame."
+    import pandas as pd
+    return pd.DataFrame(self.rows())
 
 # %% ../nbs/03_pipeline.ipynb #b38918db
 def _set_aside(pipeline:Pipeline, path:Path)->Path:

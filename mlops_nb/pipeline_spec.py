@@ -6,6 +6,7 @@
 from __future__ import annotations
 import graphlib, hashlib, itertools, json, os, re, uuid
 from dataclasses import dataclass, field
+from fastcore.basics import patch
 from pathlib import Path
 from .config import MlopsNbError, did_you_mean
 
@@ -46,11 +47,13 @@ class Pipeline:
     root: Path = field(default_factory=Path.cwd)   # the folder of pipeline.yaml: paths are relative to it
     retrain: dict = field(default_factory=dict)    # how the retraining loop cuts windows and judges models
 
-    def step(self, name:str)->Step:
-        "The step called `name`."
-        for s in self.steps:
-            if s.name == name: return s
-        raise PipelineError(f"no step {name!r} in pipeline {self.name!r}{did_you_mean(name, [s.name for s in self.steps])}")
+# %% ../nbs/03a_pipeline_spec.ipynb #24ef0f4e
+@patch
+def step(self:Pipeline, name:str)->Step:
+    "The step called `name`."
+    for s in self.steps:
+        if s.name == name: return s
+    raise PipelineError(f"no step {name!r} in pipeline {self.name!r}{did_you_mean(name, [s.name for s in self.steps])}")
 
 # %% ../nbs/03a_pipeline_spec.ipynb #351f823d
 def _check_name(name, what:str)->str:
@@ -254,7 +257,9 @@ class Task:
     key: str = ""         # cache key, set once the upstream steps are done
 
     @property
-    def label(self)->str: return self.step if self.point is None else f"{self.step}[{self.point}]"
+    def label(self)->str:
+        "The task's name in status lines, run names and cache records: `step`, or `step[point]` for a grid point."
+        return self.step if self.point is None else f"{self.step}[{self.point}]"
 
 # %% ../nbs/03a_pipeline_spec.ipynb #b95cfcae
 def digest(obj)->str:

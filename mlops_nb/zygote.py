@@ -167,6 +167,7 @@ class ZygoteServer:
         if not self.todo and not starting: os.write(1, b"preloaded\n")  # tell the runner (Zygote.preloaded)
 
     def run(self):
+        "Import KERNEL_START, then serve requests, importing the next preload module whenever none waits; never returns."
         for name in KERNEL_START: self.load(name, starting=True)  # before any fork: without them a fork saves little
         self.base = {m.partition(".")[0] for m in sys.modules}
         if not self.todo: os.write(1, b"preloaded\n")
@@ -176,6 +177,7 @@ class ZygoteServer:
             if not ready and self.todo: self.load(self.todo.pop(0))
 
     def handle(self, fd:int, events:int):
+        "Act on one ready descriptor: the runner's stdin, the SIGCHLD wakeup pipe, the listener or a kernel's connection."
         if fd == 0:
             if not os.read(0, 512): self.shutdown()
         elif fd == self.wake:
@@ -201,6 +203,7 @@ class ZygoteServer:
         self.fork(conn, json.loads(msg), fds)
 
     def fork(self, conn:socket.socket, request:dict, streams:list):
+        "Fork a kernel for `request` and answer its pid, or answer why it must start cold (without forking)."
         unsafe = self.unsafe or fork_blockers()
         reason = unsafe or _shadowed(request["cwd"], {m.partition(".")[0] for m in sys.modules} - self.base)
         if reason:
@@ -221,12 +224,14 @@ class ZygoteServer:
         self.conns[conn.fileno()][1] = pid
 
     def kill(self, pid:int):
+        "SIGKILL a kernel's process group, or the kernel alone when it has not made its session yet."
         try: os.killpg(pid, signal.SIGKILL)
         except OSError:
             try: os.kill(pid, signal.SIGKILL)
             except OSError: pass
 
     def drop(self, conn:socket.socket):
+        "Stop polling a connection and close it."
         self.poller.unregister(conn.fileno())
         del self.conns[conn.fileno()]
         conn.close()
