@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # a digest of the notebooks and the library, to check that nbdev_clean + nbdev_export change nothing
 SYNC_DIGEST = find nbs mlops_nb -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha1sum | sha1sum
 
-.PHONY: demo test test-browser test-server docs lab bench clean-venv
+.PHONY: demo test test-browser test-server docs outputs lab bench clean-venv
 
 $(BIN)/mlops-nb: setup.py settings.ini
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-server: $(BIN)/mlops-nb  ## the tracking/registry/pipeline suites + test_tr
 
 docs: $(BIN)/mlops-nb  ## the manual: every notebook executed and rendered to _docs/*.html (offline: execnb + nbconvert), index _docs/manual.html
 	$(BIN)/python tools/build_docs.py
+
+outputs: $(BIN)/mlops-nb  ## the manual, and each notebook's light outputs (tables, plots, printouts) stored in nbs/ for readers
+	$(BIN)/python tools/build_docs.py --keep-outputs
+	$(BIN)/nbdev_clean
 
 lab: $(BIN)/mlops-nb  ## JupyterLab on the project with this venv's kernel
 	$(BIN)/jupyter lab --ip 127.0.0.1

@@ -5,6 +5,11 @@ A notebook whose cells fail is reported and the build exits 1: `make test` runs 
 notebooks are executed once and the manual comes with them.
 
     python tools/build_docs.py [--jobs 2] [NOTEBOOK ...]     # make docs
+    python tools/build_docs.py --keep-outputs [NOTEBOOK ...]  # make outputs: also store light outputs in nbs/
+
+`--keep-outputs` writes the light outputs of each executed cell (tables, plots, short printouts; no stderr, no widget
+state, nothing over the size limits) back into its notebook, as the anchors keep them, so that a reader of `nbs/` on
+GitHub or in JupyterLab sees what the code gives without running it. Run `nbdev_clean` after it.
 """
 import argparse, ast, html, json, os, re, sys, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -15,6 +20,34 @@ NBS, OUT = REPO/"nbs", REPO/"_docs"
 SKIP_FLAGS = {"notest"}   # settings.ini's tst_flags: cells nbdev_test skips are not run here either
 SLOWEST = ("04d_serving", "03_pipeline", "04c_service", "02_registry", "01b_loading", "12_dask_executor", "04a_protocol")  # measured (20-40 s each):
 # started first, so that the pool does not end with one of them running alone
+
+MAX_TEXT, MAX_IMAGE = 10_000, 200_000   # characters of one kept output: a table or printout, a plot (base64 PNG)
+WIDGET = "application/vnd.jupyter.widget-view+json"   # its state is not stored, so it would render as nothing
+
+def _size(data)->int: return sum(len("".join(v) if isinstance(v, list) else str(v)) for v in data.values())
+
+def light_outputs(outputs:list)->list:
+    "The outputs worth storing in a notebook: results, displays and stdout under the size limits; no stderr or errors."
+    kept = []
+    for o in outputs:
+        o = dict(o)
+        if o["output_type"] == "stream":
+            if o["name"] == "stdout" and len("".join(o["text"])) <= MAX_TEXT: kept.append(o)
+        elif o["output_type"] in ("execute_result", "display_data"):
+            data = {k: v for k, v in o["data"].items() if k != WIDGET}
+            limit = MAX_IMAGE if any(k.startswith("image/") for k in data) else MAX_TEXT
+            if data and _size(data) <= limit: kept.append(o | {"data": data})
+    return kept
+
+def store_outputs(path:Path, executed)->int:
+    "Write the light outputs of the executed cells into the notebook file at `path`; returns how many cells have some."
+    nb = json.loads(path.read_text())
+    outputs = {c.get("id"): light_outputs(c.get("outputs", [])) for c in executed.cells
+               if c.cell_type == "code" and not {"hide", "export", "exports"} & _directives(c).keys()}   # what the reader sees
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code": cell["outputs"] = outputs.get(cell.get("id"), [])
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return sum(bool(c.get("outputs")) for c in nb["cells"])
 
 def _directives(cell)->dict:
     return getattr(cell, "directives_", None) or {}
@@ -39,8 +72,8 @@ def _doc_entry(obj)->str:
 def _shown_source(source:str)->str:
     return "\n".join(line for line in source.splitlines() if not re.match(r"\s*#\s*\|", line)).strip("\n")
 
-def build(path:Path)->tuple[str, str, float, str|None]:
-    "Execute one notebook and write its page: (page name, title, seconds, error or None)."
+def build(path:Path, keep_outputs:bool=False)->tuple[str, str, float, str|None]:
+    "Execute one notebook and write its page (and, with `keep_outputs`, its light outputs): (page name, title, seconds, error or None)."
     import nbformat
     from nbformat.v4.rwbase import rejoin_lines
     from execnb.shell import CaptureShell
@@ -57,6 +90,7 @@ def build(path:Path)->tuple[str, str, float, str|None]:
     try:
         with working_directory(path.parent): shell.run_all(nb, exc_stop=True, preproc=skip)
     except Exception: error = shell.prettytb(fname=path)
+    if keep_outputs and error is None: store_outputs(path, nb)
     title = getattr(nb, "frontmatter_", {}).get("title") or path.stem
     cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{getattr(nb, 'frontmatter_', {}).get('description', '')}")]
     for cell in nb.cells:
@@ -88,6 +122,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", help="notebooks to build (default: every nbs/*.ipynb)")
     ap.add_argument("--jobs", type=int, default=2, help="notebooks built at once")
+    ap.add_argument("--keep-outputs", action="store_true", help="also store each notebook's light outputs in its file (then run nbdev_clean)")
     args = ap.parse_args()
     paths = [Path(p).resolve() for p in args.notebooks] or sorted(NBS.glob("*.ipynb"))
     paths.sort(key=lambda p: SLOWEST.index(p.stem) if p.stem in SLOWEST else len(SLOWEST))   # stable: the rest by name
@@ -96,7 +131,7 @@ def main():
     OUT.mkdir(exist_ok=True)
     results = []
     with ProcessPoolExecutor(args.jobs, max_tasks_per_child=1) as pool:   # a fresh process per notebook, as nbdev_test
-        for done in as_completed([pool.submit(build, p) for p in paths]):
+        for done in as_completed([pool.submit(build, p, args.keep_outputs) for p in paths]):
             name, title, seconds, error = done.result()
             results.append(done.result())
             print(f"{len(results):2}/{len(paths)} {'FAILED' if error else 'ok':6} {seconds:6.1f}s  _docs/{name}  {title}", flush=True)
