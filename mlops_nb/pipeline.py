@@ -152,7 +152,7 @@ _OK = ("ran", "cached")
 
 class _Runner:
     "One execution of a pipeline: starts steps when their upstream is done; records every task in MLflow from a thread of its own."
-    def __init__(self, pipeline:Pipeline, declared:dict, executor, force, kernel:str|None, folder:Path, run_id:str|None, progress:bool):
+    def __init__(self, pipeline:Pipeline, declared:dict, executor, force:set, kernel:str|None, folder:Path, run_id:str|None, progress:bool):
         from concurrent.futures import ThreadPoolExecutor
         from tqdm.auto import tqdm
         from mlops_nb.config import tracking_uri
@@ -201,10 +201,6 @@ def record(self:_Runner, fn, *args):
 @patch
 def say(self:_Runner, text:str): self.bar.write(text) if not self.bar.disable else None
 
-# %% ../nbs/03_pipeline.ipynb #f1b0d025
-@patch
-def forced(self:_Runner, step:str)->bool: return self.force is True or step in self.force
-
 # %% ../nbs/03_pipeline.ipynb #f144fa99
 @patch
 def start(self:_Runner, step:Step):
@@ -219,7 +215,7 @@ def start(self:_Runner, step:Step):
     result.outcomes = [None] * len(tasks)
     self.left[step.name] = len(tasks)
     for i, task in enumerate(tasks):
-        record = None if self.forced(step.name) else cached(self.p, task)
+        record = None if step.name in self.force else cached(self.p, task)
         if record: self.done(task, i, Outcome("cached", 0.0, run_id=record["run_id"], output=record["notebook"]))
         else: self.submit(task, i)
 
@@ -384,7 +380,7 @@ def _simulate(p:Pipeline, declared:dict, order:list, force)->tuple[dict, list]:
     for step in order:
         ups = {n: sims[n] for n in step.needs}
         found = step_tasks(p, step, declared[step.name], ups)
-        fresh = all(u.status == "cached" for u in ups.values()) and not (force is True or step.name in force)
+        fresh = all(u.status == "cached" for u in ups.values()) and step.name not in force
         records = [cached(p, t) if fresh else None for t in found]
         sims[step.name] = StepResult(step.name, [Outcome("cached", run_id=r["run_id"], output=r["notebook"]) if r else Outcome("ran") for r in records],
                                      {k: v for t in found for k, v in t.products.items()}, digest([t.key for t in found]))
@@ -405,25 +401,24 @@ def _resumable(pipeline:Pipeline)->Path:
     raise PipelineError(f"pipeline {pipeline.name!r} has no failed or interrupted run to resume in {base}")
 
 # %% ../nbs/03_pipeline.ipynb #faf4bcd5
-def _forced(pipeline:Pipeline, force)->bool|set:
-    "--force as the runner needs it: True for every step, else the set of named steps (unknown names refused)."
-    if force is True: return True
+def _forced(pipeline:Pipeline, force)->set:
+    "`force` in the one shape the runner uses: the set of step names to re-run (True: every step; unknown names refused)."
+    if force is True: return {s.name for s in pipeline.steps}
     names = {force} if isinstance(force, str) else set(force or ())
     for n in names: pipeline.step(n)   # a typo fails here, naming the nearest step
     return names
 
 # %% ../nbs/03_pipeline.ipynb #9561322c
-def _selection(pipeline:Pipeline, order:list, only:str|None, from_:str|None, force)->tuple[list, bool|set]:
-    "The steps to consider and what to force, from --only / --from / --force."
+def _selection(pipeline:Pipeline, order:list, only:str|None, from_:str|None, force)->tuple[list, set]:
+    "The steps to consider and the names of those to re-run, from --only / --from / --force."
     force = _forced(pipeline, force)
     if only and from_: raise PipelineError("--only and --from contradict each other: give one of them")
     if only:
         step = pipeline.step(only)
-        return [s for s in order if s in upstream(pipeline, step) or s is step], force if force is True else {only} | force
+        return [s for s in order if s in upstream(pipeline, step) or s is step], {only} | force
     if from_:
         pipeline.step(from_)
-        down = {from_} | {s.name for s in order if from_ in {u.name for u in upstream(pipeline, s)}}
-        return order, force if force is True else down | force
+        return order, {from_} | {s.name for s in order if from_ in {u.name for u in upstream(pipeline, s)}} | force
     return order, force
 
 # %% ../nbs/03_pipeline.ipynb #16db2597
