@@ -6,6 +6,7 @@
 from __future__ import annotations
 import functools, os
 from pathlib import Path
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALLENGER', 'KIND_TAG', 'KIND_MONITORING',
@@ -325,18 +326,8 @@ class RegistryLock:
 
     @property
     def client(self):
+        "MLflow's client on the lock's store (a new one on each use)."
         return mlflow_client(self.uri)
-
-    def acquire(self)->RegistryLock:
-        "Create the lock model, waiting (with backoff) while another process holds it."
-        import random, time
-        client, deadline, delay = self.client, time.monotonic() + self.timeout, 0.02
-        while not self._create(client):
-            self._take_over_if_stale(client)
-            if time.monotonic() > deadline: raise MlopsNbError(self._busy(client))
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 1.0)
-        return self
 
     def _create(self, client)->bool:
         import time
@@ -391,6 +382,19 @@ class RegistryLock:
 
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
+
+# %% ../nbs/00_config.ipynb #ae98e2ae
+@patch
+def acquire(self:RegistryLock)->RegistryLock:
+    "Create the lock model, waiting (with backoff) while another process holds it."
+    import random, time
+    client, deadline, delay = self.client, time.monotonic() + self.timeout, 0.02
+    while not self._create(client):
+        self._take_over_if_stale(client)
+        if time.monotonic() > deadline: raise MlopsNbError(self._busy(client))
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 1.0)
+    return self
 
 # %% ../nbs/00_config.ipynb #c8de537b
 def store_lock(

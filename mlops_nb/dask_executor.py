@@ -7,6 +7,7 @@ from __future__ import annotations
 import os, socket, time, uuid
 from concurrent.futures import Future
 from pathlib import Path
+from fastcore.basics import patch
 from .config import MlopsNbError
 
 # %% auto #0
@@ -99,34 +100,40 @@ class DaskExecutor:
         self._running = {}  # key -> Dask future, held until it is done
 
     @property
-    def address(self)->str: return self.client.scheduler.address
+    def address(self)->str:
+        "The scheduler's address, tcp://HOST:PORT: what another executor or `dask worker` can join."
+        return self.client.scheduler.address
 
     def __repr__(self): return f"DaskExecutor({self.address}, {len(self.client.scheduler_info()['workers'])} workers)"
-
-    def submit(self,
-               notebook:str, # the input notebook
-               output:str, # where the executed notebook goes (a path the workers can write and the runner can read)
-               params:dict, # parameters to inject
-               env:dict, # environment for the kernel
-               kernel:str|None=None, # kernel name (None: the notebook's)
-              )->Future: # completes with the task's `Outcome`
-        "Send one notebook execution to the cluster."
-        done, started = Future(), time.monotonic()
-        key = f"mlops_nb-{Path(output).stem}-{uuid.uuid4().hex}"
-        self._running[key] = remote = self.client.submit(_execute, notebook, output, params, env, kernel, key=key, pure=False)
-        remote.add_done_callback(lambda f: self._settle(f, done, output, started))
-        return done
 
     def _settle(self, remote, done:Future, output:str, started:float):
         "Done-callback (in Dask's callback thread): complete `done` with the Outcome."
         self._running.pop(remote.key, None)
         if not done.done(): done.set_result(_outcome(remote, output, time.monotonic() - started))
 
-    def shutdown(self):
-        "Cancel what has not finished, close the client, and stop the LocalCluster this executor started."
-        if self._running: self.client.cancel(list(self._running.values()))
-        self.client.close()
-        if self.cluster is not None: self.cluster.close()
-
     def __enter__(self): return self
     def __exit__(self, *exc): self.shutdown()
+
+# %% ../nbs/12_dask_executor.ipynb #2269179d
+@patch
+def submit(self:DaskExecutor,
+           notebook:str, # the input notebook
+           output:str, # where the executed notebook goes (a path the workers can write and the runner can read)
+           params:dict, # parameters to inject
+           env:dict, # environment for the kernel
+           kernel:str|None=None, # kernel name (None: the notebook's)
+          )->Future: # completes with the task's `Outcome`
+    "Send one notebook execution to the cluster."
+    done, started = Future(), time.monotonic()
+    key = f"mlops_nb-{Path(output).stem}-{uuid.uuid4().hex}"
+    self._running[key] = remote = self.client.submit(_execute, notebook, output, params, env, kernel, key=key, pure=False)
+    remote.add_done_callback(lambda f: self._settle(f, done, output, started))
+    return done
+
+# %% ../nbs/12_dask_executor.ipynb #d3037446
+@patch
+def shutdown(self:DaskExecutor):
+    "Cancel what has not finished, close the client, and stop the LocalCluster this executor started."
+    if self._running: self.client.cancel(list(self._running.values()))
+    self.client.close()
+    if self.cluster is not None: self.cluster.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json, os, re
 from functools import cached_property
 from pathlib import Path
+from fastcore.basics import patch
 from . import config
 
 # %% auto #0
@@ -57,24 +58,19 @@ class Project:
         top = _git_root(self.root)
         return [self.root] + ([f for f in self.root.parents if f.is_relative_to(top)] if top else [])
 
-    def find(self, patterns)->list[Path]:
-        "Files matching any of `patterns` in the searched folders, nearest folder first."
-        seen = []
-        for folder in self.folders:
-            for pattern in patterns:
-                seen += [f for f in sorted(folder.glob(pattern)) if f.is_file() and ".ipynb_checkpoints" not in f.parts]
-        return list(dict.fromkeys(seen))
-
     def show(self, path:Path)->str:
         "A path as the user reads it: relative to the project root."
         return os.path.relpath(path, self.root)
 
     @cached_property
     def client(self):
+        "MLflow's client on the project's store, made on first use: detectors ask for it only when the store exists (making it would create one)."
         return mlflow_client(self.uri)
 
     @cached_property
-    def experiment_ids(self)->list[str]: return [e.experiment_id for e in self.client.search_experiments(max_results=1000)]
+    def experiment_ids(self)->list[str]:
+        "The ids of the store's experiments (up to 1000), which `runs` searches."
+        return [e.experiment_id for e in self.client.search_experiments(max_results=1000)]
 
     def runs(self, *filters:str, finished:bool=True)->list:
         "Up to `_MAX_RUNS` runs of any experiment matching all `filters`, newest first."
@@ -105,7 +101,19 @@ class Project:
         return [s for s in steps if isinstance(s, dict)], ""
 
     @cached_property
-    def predictions(self)->list[Path]: return sorted((self.root/PREDICTION_LOG).glob("*.parquet"))[-_MAX_FILES:]
+    def predictions(self)->list[Path]:
+        "The prediction log's parquet files (the last `_MAX_FILES` by name)."
+        return sorted((self.root/PREDICTION_LOG).glob("*.parquet"))[-_MAX_FILES:]
+
+# %% ../nbs/07a_evidence.ipynb #a5302c11
+@patch
+def find(self:Project, patterns)->list[Path]:
+    "Files matching any of `patterns` in the searched folders, nearest folder first."
+    seen = []
+    for folder in self.folders:
+        for pattern in patterns:
+            seen += [f for f in sorted(folder.glob(pattern)) if f.is_file() and ".ipynb_checkpoints" not in f.parts]
+    return list(dict.fromkeys(seen))
 
 # %% ../nbs/07a_evidence.ipynb #1614b35c
 def _listing(names:list[str], limit:int=3)->str:

@@ -156,10 +156,13 @@ class Check:
     answer:bool|None=None # the manual answer, if any
 
     @property
-    def met(self)->bool: return self.detected or self.answer is True
+    def met(self)->bool:
+        "Whether the item is in place: detected, or ticked by hand."
+        return self.detected or self.answer is True
 
     @property
     def evidence(self)->str:
+        "The detector's finding; for an item ticked by hand, the tick (and the finding, for an automatic item)."
         if self.detected: return self.found
         if self.answer: return f"ticked by hand ({ANSWERS_FILE})" + (f"; evidence: {self.found}" if self.item.detect == "auto" else "")
         return self.found
@@ -182,27 +185,34 @@ class Assessment:
     checks:list[Check]  # one per item, in ITEMS order
 
     @property
-    def level(self)->int: return _level(self.checks)
+    def level(self)->int:
+        "The level reached: the highest whose automatic items, at it and below, are all met."
+        return _level(self.checks)
 
     @property
-    def progress(self)->tuple[int, int]: return sum(c.met for c in self.checks), len(self.checks)
+    def progress(self)->tuple[int, int]:
+        "Items in place, out of all items."
+        return sum(c.met for c in self.checks), len(self.checks)
 
     def with_answers(self, answers:dict[str, bool])->Assessment:
         "The same evidence with other manual answers."
         return replace(self, checks=[replace(c, answer=answers.get(c.item.id)) for c in self.checks])
 
-    @property
-    def next_steps(self)->list[str]:
-        "What the next level needs: its unmet items (and unmet ones below), automatic first."
-        if self.level == len(LEVELS) - 1: return ["level 4 reached: keep the monitoring and retraining loop healthy"]
-        todo = [c for c in self.checks if not c.met and c.item.level <= self.level + 1]
-        todo.sort(key=lambda c: (c.item.detect != "auto", c.item.level))
-        return [f"level {c.item.level}: {c.item.text}: {c.item.how}" for c in todo]
+# %% ../nbs/07_maturity.ipynb #a202d166
+@patch(as_prop=True)
+def next_steps(self:Assessment)->list[str]:
+    "What the next level needs: its unmet items (and unmet ones below), automatic first."
+    if self.level == len(LEVELS) - 1: return ["level 4 reached: keep the monitoring and retraining loop healthy"]
+    todo = [c for c in self.checks if not c.met and c.item.level <= self.level + 1]
+    todo.sort(key=lambda c: (c.item.detect != "auto", c.item.level))
+    return [f"level {c.item.level}: {c.item.text}: {c.item.how}" for c in todo]
 
-    def summary(self)->str:
-        "One line: the level, its name and the progress."
-        met, total = self.progress
-        return f"Level {self.level}: {LEVELS[self.level].name} ({met} of {total} practices in place)"
+# %% ../nbs/07_maturity.ipynb #0fd6b4c3
+@patch
+def summary(self:Assessment)->str:
+    "One line: the level, its name and the progress."
+    met, total = self.progress
+    return f"Level {self.level}: {LEVELS[self.level].name} ({met} of {total} practices in place)"
 
 # %% ../nbs/07_maturity.ipynb #392d6970
 def _detect(item:Item, p:Project)->Check:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os, signal, socket, subprocess, sys, tempfile, threading, time
 from dataclasses import dataclass
 from pathlib import Path
+from fastcore.basics import patch
 from .config import MlopsNbError, ensure_store, project_root
 
 # %% auto #0
@@ -175,24 +176,9 @@ class Server:
     command:list # the argv it was started with
     backend:str="" # its database URL, password hidden, for messages
 
-    def alive(self)->bool: return self.process.poll() is None
-
-    def stop(self, timeout:float=15):
-        "Stop the server, its workers and job runners (SIGTERM, then SIGKILL after `timeout` seconds)."
-        family = _descendants(self.process.pid)   # also those that left the process group
-        if self.process.poll() is None:
-            _signal_group(self.process, signal.SIGTERM)
-            try: self.process.wait(timeout)
-            except subprocess.TimeoutExpired: _signal_group(self.process, signal.SIGKILL); self.process.wait()
-        _signal_group(self.process, signal.SIGKILL)  # workers that outlived their parent
-        for pid in family:
-            try: os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError): pass
-
-    def wait(self)->int:
-        "Block until the server exits (Ctrl-C stops it); its exit code (130 after Ctrl-C)."
-        try: return self.process.wait()
-        except KeyboardInterrupt: self.stop(); return 128 + signal.SIGINT
+    def alive(self)->bool:
+        "Whether the server's process is still running."
+        return self.process.poll() is None
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.stop()
@@ -214,6 +200,27 @@ def _descendants(pid:int)->list[int]:
     while todo:
         for child in children.get(todo.pop(), []): found.append(child); todo.append(child)
     return found
+
+# %% ../nbs/11_tracking_server.ipynb #b9bd7c2c
+@patch
+def stop(self:Server, timeout:float=15):
+    "Stop the server, its workers and job runners (SIGTERM, then SIGKILL after `timeout` seconds)."
+    family = _descendants(self.process.pid)   # also those that left the process group
+    if self.process.poll() is None:
+        _signal_group(self.process, signal.SIGTERM)
+        try: self.process.wait(timeout)
+        except subprocess.TimeoutExpired: _signal_group(self.process, signal.SIGKILL); self.process.wait()
+    _signal_group(self.process, signal.SIGKILL)  # workers that outlived their parent
+    for pid in family:
+        try: os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError): pass
+
+# %% ../nbs/11_tracking_server.ipynb #e1e3d01e
+@patch
+def wait(self:Server)->int:
+    "Block until the server exits (Ctrl-C stops it); its exit code (130 after Ctrl-C)."
+    try: return self.process.wait()
+    except KeyboardInterrupt: self.stop(); return 128 + signal.SIGINT
 
 # %% ../nbs/11_tracking_server.ipynb #637ceca1
 def _healthy(url:str)->bool:
