@@ -73,8 +73,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 class FlightRecords(TransformerMixin, BaseEstimator):
     "Flight table rows -> dicts of route, carrier and distance, for a DictVectorizer."
-    def fit(self, X, y=None): return self
+    def fit(self, X, y=None):
+        "Nothing to learn: each row's dict depends on that row alone."
+        return self
+
     def transform(self, X):
+        "One dict per row: route (origin_dest), carrier and distance as a float."
         route = (X["origin"].astype(str) + "_" + X["dest"].astype(str)).tolist()   # lists: iterating Arrow strings is 5x slower
         return [{"route": r, "carrier": c, "distance": d} for r, c, d in zip(route, X["carrier"].tolist(), X["distance"].astype(float).tolist())]
 

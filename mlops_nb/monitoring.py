@@ -68,15 +68,17 @@ class MonitorReport:
         "The columns that drifted."
         return self.drift.column[self.drift.drifted].tolist()
 
-    def summary(self)->str:
-        "A few lines for a terminal."
-        lines = [f"{self.name}: {self.verdict.upper()}",
-                 f"  drift: {len(self.drifted)} of {len(self.drift)} columns ({', '.join(self.drifted) or 'none'})"]
-        if self.prediction: lines.append(f"  prediction drift: {'yes' if self.prediction['drifted'] else 'no'} ({self.prediction['test']})")
-        if self.metric and self.metric in self.metrics:
-            change = f" ({self.degradation:+.1%} worse)" if self.degradation is not None else ""
-            lines.append(f"  {self.metric}: {self.metrics[self.metric]:.4g} vs baseline {self.baseline.get(self.metric, float('nan')):.4g}{change}")
-        return "\n".join(lines)
+# %% ../nbs/05_monitoring.ipynb #c0d368b7
+@patch
+def summary(self:MonitorReport)->str:
+    "A few lines for a terminal: the verdict, the drifted columns, prediction drift, the main metric against its baseline."
+    lines = [f"{self.name}: {self.verdict.upper()}",
+             f"  drift: {len(self.drifted)} of {len(self.drift)} columns ({', '.join(self.drifted) or 'none'})"]
+    if self.prediction: lines.append(f"  prediction drift: {'yes' if self.prediction['drifted'] else 'no'} ({self.prediction['test']})")
+    if self.metric and self.metric in self.metrics:
+        change = f" ({self.degradation:+.1%} worse)" if self.degradation is not None else ""
+        lines.append(f"  {self.metric}: {self.metrics[self.metric]:.4g} vs baseline {self.baseline.get(self.metric, float('nan')):.4g}{change}")
+    return "\n".join(lines)
 
 # %% ../nbs/05_monitoring.ipynb #9a8ac882
 def _overlay(ax, ref, cur, kind:str, name:str):

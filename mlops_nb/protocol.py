@@ -68,10 +68,13 @@ class Loaded:
     unsafe:str|None=None # why this model's format can run code, when it was loaded with allow_pickle
 
     @property
-    def schema(self): return self.model.metadata.get_input_schema()
+    def schema(self):
+        "The input schema the model was logged with (None when it has no signature): what requests are checked against."
+        return self.model.metadata.get_input_schema()
 
     @cached_property
-    def direct(self): # the model's own predict for JSON the service parsed with the schema, when that is safe (else None)
+    def direct(self):
+        "The model's own predict, for JSON the service parsed with the schema, when that is safe (else None)."
         return _direct_predict(self.model)
 
 # %% ../nbs/04a_protocol.ipynb #f488b526

@@ -234,6 +234,7 @@ class MlopsNbEngine:
     @classmethod
     def execute_notebook(cls, nb, kernel_name, kernel_env:dict|None=None, kernel:str|None=None, zygote=None,
                          execution:str|None=None, attach:bool=True, **kwargs):
+        "Check the parameters, run `nb` with papermill's own engine in a kernel that knows its execution id, attach the result to its runs."
         import shutil, tempfile
         from papermill.engines import NBClientEngine
         execution, notebook = execution or uuid.uuid4().hex, _absolute_input(kwargs.get("input_path") or "")

@@ -95,15 +95,17 @@ class RetrainSpec:
     register:str="register" # the step that registers a window's best model
     max_age:int|None=None # the policy's max_age when it sets none: how many periods old a champion's data may get
 
-    def window_params(self,
-                      last:int, # the last period trained on
-                      valid:int, # the period validated on
-                      length, # periods in the window, or "all"
-                     )->dict: # pipeline parameters
-        "The pipeline parameters of the window of `length` periods that ends with `last`."
-        if last < self.first: raise MlopsNbError(f"no period to train on up to {last}: the data starts with period {self.first}")
-        start = self.first if length == "all" else max(self.first, last - length + 1)
-        return {self.window["from"]: start, self.window["to"]: last, self.window["valid"]: valid}
+# %% ../nbs/06a_retrain_policy.ipynb #e68ae29d
+@patch
+def window_params(self:RetrainSpec,
+                  last:int, # the last period trained on
+                  valid:int, # the period validated on
+                  length, # periods in the window, or "all"
+                 )->dict: # pipeline parameters
+    "The pipeline parameters of the window of `length` periods that ends with `last`."
+    if last < self.first: raise MlopsNbError(f"no period to train on up to {last}: the data starts with period {self.first}")
+    start = self.first if length == "all" else max(self.first, last - length + 1)
+    return {self.window["from"]: start, self.window["to"]: last, self.window["valid"]: valid}
 
 # %% ../nbs/06a_retrain_policy.ipynb #d29305af
 _EXAMPLE = ("retrain: {target: LABEL, metric: METRIC, period: COLUMN, window: {from: PARAM, to: PARAM, valid: PARAM}, windows: [1, 2, 3]}")

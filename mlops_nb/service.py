@@ -27,13 +27,15 @@ class Variant:
     current:Loaded|None=None
     error:str|None=None # the last failed load or lookup, None once one succeeds
 
-    def info(self)->dict:
-        "Name, alias, version, run id, load time and an allow_pickle opt-in, as /version shows them."
-        c = self.current
-        return {"variant": self.name, "uri": self.ref.uri, "name": self.ref.name, "alias": self.ref.alias,
-                "version": c and c.version, "run_id": c and c.run_id, "error": self.error,
-                "loaded_at": c and time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.loaded_at)),
-                "allow_pickle": c and c.unsafe}
+# %% ../nbs/04c_service.ipynb #a4565c1f
+@patch
+def info(self:Variant)->dict:
+    "Name, alias, version, run id, load time and an allow_pickle opt-in, as /version shows them."
+    c = self.current
+    return {"variant": self.name, "uri": self.ref.uri, "name": self.ref.name, "alias": self.ref.alias,
+            "version": c and c.version, "run_id": c and c.run_id, "error": self.error,
+            "loaded_at": c and time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.loaded_at)),
+            "allow_pickle": c and c.unsafe}
 
 # %% ../nbs/04c_service.ipynb #cd6f16b6
 def key_share(
@@ -70,18 +72,22 @@ class Metrics:
         self.logged = Gauge("mlops_nb_prediction_log_rows", "Prediction-log rows by outcome", ["outcome"], registry=r)
         self.disconnects = Counter("mlops_nb_client_disconnects", "Requests whose client left before the answer", ["endpoint"], registry=r)
 
-    def observe(self, endpoint:str, variant:str, status:int, seconds:float, rows:int=0):
-        "Count one answered request (a client that left, status 499, only as a disconnect)."
-        if status == 499: return self.disconnects.labels(endpoint).inc()
-        self.requests.labels(endpoint, variant, str(status)).inc()
-        if status >= 400: self.errors.labels(endpoint, variant, str(status)).inc()
-        self.latency.labels(endpoint, variant).observe(seconds)
-        if rows: self.rows.labels(variant).inc(rows)
+# %% ../nbs/04c_service.ipynb #f75bf51d
+@patch
+def observe(self:Metrics, endpoint:str, variant:str, status:int, seconds:float, rows:int=0):
+    "Count one answered request (a client that left, status 499, only as a disconnect)."
+    if status == 499: return self.disconnects.labels(endpoint).inc()
+    self.requests.labels(endpoint, variant, str(status)).inc()
+    if status >= 400: self.errors.labels(endpoint, variant, str(status)).inc()
+    self.latency.labels(endpoint, variant).observe(seconds)
+    if rows: self.rows.labels(variant).inc(rows)
 
-    def text(self)->bytes:
-        "The Prometheus exposition."
-        from prometheus_client import generate_latest
-        return generate_latest(self.registry)
+# %% ../nbs/04c_service.ipynb #bb1d5004
+@patch
+def text(self:Metrics)->bytes:
+    "The Prometheus exposition."
+    from prometheus_client import generate_latest
+    return generate_latest(self.registry)
 
 # %% ../nbs/04c_service.ipynb #fc106abd
 class ModelService:

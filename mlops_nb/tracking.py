@@ -159,39 +159,8 @@ class Tracker(contextlib.ContextDecorator):
         self.set_tags({ERROR_TAG: f"{exc_type.__name__}: {exc}"[:4000]})
         mlflow.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
 
-    def log_params(self, params:dict|None=None, **kw)->Tracker:
-        "Log params (a dict and/or keywords); refused when too long or changed."
-        from mlflow.entities import Param
-        for key, value in _merge(params, kw).items():
-            text = _param_value(key, value)
-            if self._params.get(key, text) != text:
-                raise MlopsNbError(f"param {key!r} was logged as {self._params[key]!r}; MLflow params cannot change (got {text!r})")
-            if key not in self._params: self._pending["params"].append(Param(key, text))
-            self._params[key] = text
-        return self._maybe_flush()
-
-    def log_metrics(self, metrics:dict|None=None, step:int|None=None, **kw)->Tracker:
-        "Log metrics (a dict and/or keywords), each one number, optionally at a `step`."
-        from mlflow.entities import Metric
-        now = int(time.time() * 1000)
-        self._pending["metrics"] += [Metric(k, _metric_value(k, v), now, step or 0) for k, v in _merge(metrics, kw).items()]
-        return self._maybe_flush()
-
-    def set_tags(self, tags:dict|None=None, **kw)->Tracker:
-        "Set tags (a dict and/or keywords)."
-        from mlflow.entities import RunTag
-        self._pending["tags"] += [RunTag(k, str(v)) for k, v in _merge(tags, kw).items()]
-        return self._maybe_flush()
-
     def _maybe_flush(self)->Tracker:
         if time.monotonic() - self._last_flush > _FLUSH_EVERY or sum(map(len, self._pending.values())) >= 1000: self.flush()
-        return self
-
-    def flush(self)->Tracker:
-        "Write everything pending in as few `log_batch` calls as MLflow's limits allow."
-        pending, self._pending = self._pending, {"metrics": [], "params": [], "tags": []}
-        mlflow_client().log_batch(self.run_id, **pending)
-        self._last_flush = time.monotonic()
         return self
 
 # %% ../nbs/01_tracking.ipynb #f3bf6021
@@ -219,6 +188,45 @@ def track(
 )->Tracker:
     "Track one MLflow run: `with track(...) as run:` or `@track(...)`."
     return Tracker(experiment, run_name, params, tags, log_notebook, inputs, goals)
+
+# %% ../nbs/01_tracking.ipynb #a5d85748
+@patch
+def log_params(self:Tracker, params:dict|None=None, **kw)->Tracker:
+    "Log params (a dict and/or keywords); refused when too long or changed."
+    from mlflow.entities import Param
+    for key, value in _merge(params, kw).items():
+        text = _param_value(key, value)
+        if self._params.get(key, text) != text:
+            raise MlopsNbError(f"param {key!r} was logged as {self._params[key]!r}; MLflow params cannot change (got {text!r})")
+        if key not in self._params: self._pending["params"].append(Param(key, text))
+        self._params[key] = text
+    return self._maybe_flush()
+
+# %% ../nbs/01_tracking.ipynb #67e91297
+@patch
+def set_tags(self:Tracker, tags:dict|None=None, **kw)->Tracker:
+    "Set tags (a dict and/or keywords)."
+    from mlflow.entities import RunTag
+    self._pending["tags"] += [RunTag(k, str(v)) for k, v in _merge(tags, kw).items()]
+    return self._maybe_flush()
+
+# %% ../nbs/01_tracking.ipynb #b057141d
+@patch
+def flush(self:Tracker)->Tracker:
+    "Write everything pending in as few `log_batch` calls as MLflow's limits allow."
+    pending, self._pending = self._pending, {"metrics": [], "params": [], "tags": []}
+    mlflow_client().log_batch(self.run_id, **pending)
+    self._last_flush = time.monotonic()
+    return self
+
+# %% ../nbs/01_tracking.ipynb #341cb001
+@patch
+def log_metrics(self:Tracker, metrics:dict|None=None, step:int|None=None, **kw)->Tracker:
+    "Log metrics (a dict and/or keywords), each one number, optionally at a `step`."
+    from mlflow.entities import Metric
+    now = int(time.time() * 1000)
+    self._pending["metrics"] += [Metric(k, _metric_value(k, v), now, step or 0) for k, v in _merge(metrics, kw).items()]
+    return self._maybe_flush()
 
 # %% ../nbs/01_tracking.ipynb #13607177
 def active_tracker()->Tracker:
