@@ -32,7 +32,9 @@ class ModelFormat:
     reason:str|None=None
 
     @property
-    def safe(self)->bool: return self.reason is None
+    def safe(self)->bool:
+        "Whether loading it runs no code of the model's (no reason to refuse it)."
+        return self.reason is None
 
 # %% ../nbs/01b_loading.ipynb #ac5ea222
 def _inside(path)->bool:
