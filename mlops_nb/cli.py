@@ -8,7 +8,7 @@ import json, os, sys
 from pathlib import Path
 import click
 from . import __version__
-from .config import CHAMPION, METRIC_TAG_PREFIX, MlopsNbError
+from .config import CHAMPION, METRIC_TAG_PREFIX, MlopsNbError, project_store
 
 # %% auto #0
 __all__ = ['BadInput', 'main', 'examples', 'runs', 'best', 'register', 'models', 'promote', 'history', 'rollback', 'run_command',
@@ -239,7 +239,7 @@ def steps(pipeline):
         declared = checked[step.name]
         click.echo(f"{step.name}  ({step.notebook})" + (f"  needs: {', '.join(step.needs)}" if step.needs else ""))
         for name, default in declared.items():
-            given = step.grid.get(name, step.params.get(name, step.products.get(name)))
+            given = step.given(name)
             click.echo(f"    {name} = {default!r}" + (f"   <- {given!r}" if given is not None else ""))
 
 # %% ../nbs/08_cli.ipynb #88f098b5
@@ -432,7 +432,6 @@ def demo(workdir, train_month, valid_month, jobs, sample, simulate):
     "Run the flights pipeline on the 2013 New York flights, show the champion, then replay the year through the retraining loop."
     from mlops_nb.flights import demo as run_demo
     from mlops_nb.pipeline import PipelineFailed
-    if os.environ.pop("MLFLOW_TRACKING_URI", None): click.echo("the demo uses its own sqlite store, not MLFLOW_TRACKING_URI")
     try: run_demo(workdir, train_month, valid_month, sample, jobs, simulate, say=click.echo)
     except PipelineFailed as e:
         click.echo(_outcome_table(e.result))
@@ -458,4 +457,4 @@ def init(directory):
     "Make DIRECTORY (default: here) an mlops_nb project: write its mlops_nb.toml (the project root and its settings)."
     from mlops_nb.scaffold import init_project
     path = init_project(directory)
-    click.echo(f"wrote {path}: runs of notebooks in {path.parent.resolve()} now go to {path.parent.resolve()/'mlflow.db'}")
+    click.echo(f"wrote {path}: runs of notebooks in {path.parent.resolve()} now go to {project_store(path.parent)}")

@@ -14,10 +14,11 @@ __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALL
            'ERROR_TAG', 'DATA_TAG_PREFIX', 'GOAL_TAG', 'TAG_PIPELINE', 'TAG_STEP', 'FOLDER_TAG', 'POINT_TAG',
            'SECONDS_TAG', 'METRIC_TAG_PREFIX', 'EVALUATION_TAG', 'REFIT_OF_TAG', 'PRIMARY_METRIC_TAG',
            'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG',
-           'BASELINE_TAG_PREFIX', 'VERDICT_TAG', 'BATCH_TAG', 'MODEL_TAG', 'PROJECT_MARKERS', 'SETTINGS_FILE',
-           'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings',
-           'trusted_types', 'tracking_uri', 'sqlite_path', 'artifact_root', 'cache_dir', 'ensure_store',
-           'refresh_stats', 'use_store', 'mlflow_client', 'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
+           'BASELINE_TAG_PREFIX', 'VERDICT_TAG', 'BATCH_TAG', 'MODEL_TAG', 'PIPELINE_FILE', 'SETTINGS_FILE',
+           'STORE_FILE', 'ARTIFACTS_FOLDER', 'PROJECT_MARKERS', 'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError',
+           'did_you_mean', 'raised', 'project_root', 'settings', 'trusted_types', 'project_store', 'tracking_uri',
+           'sqlite_path', 'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store', 'mlflow_client',
+           'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
@@ -101,7 +102,9 @@ BASELINE_TAG_PREFIX = "mlops_nb.baseline."  # + the metric's name: the score a d
 VERDICT_TAG, BATCH_TAG, MODEL_TAG = "mlops_nb.verdict", "mlops_nb.batch", "mlops_nb.model"
 
 # %% ../nbs/00_config.ipynb #e38957c2
-PROJECT_MARKERS = ("pipeline.yaml", "mlops_nb.toml")
+PIPELINE_FILE, SETTINGS_FILE = "pipeline.yaml", "mlops_nb.toml"   # either makes a folder a project
+STORE_FILE, ARTIFACTS_FOLDER = "mlflow.db", "mlartifacts"   # a project's own MLflow store: its database, its runs' artifacts
+PROJECT_MARKERS = (PIPELINE_FILE, SETTINGS_FILE)
 
 def project_root(
     start:str|Path|None=None, # where to start looking (default: the working directory)
@@ -114,7 +117,6 @@ def project_root(
     return start
 
 # %% ../nbs/00_config.ipynb #73a2301a
-SETTINGS_FILE = "mlops_nb.toml"
 SETTINGS_SECTIONS = ("metrics", "models")
 
 def settings(
@@ -145,13 +147,20 @@ def trusted_types(
                                f"names like \"mypackage.module.Class\", got {bad[:3]}")
     return list(found)
 
+# %% ../nbs/00_config.ipynb #db068924
+def project_store(
+    root:str|Path|None=None, # the project folder (default: `project_root()`)
+)->str: # a sqlite tracking URI
+    "The project's own sqlite store, `mlflow.db` in its folder."
+    return f"sqlite:///{Path(root or project_root()).resolve()/STORE_FILE}"
+
 # %% ../nbs/00_config.ipynb #d8142270
 def tracking_uri(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
 )->str: # an MLflow tracking URI
     "`MLFLOW_TRACKING_URI` when set, else the project's sqlite store."
     if os.environ.get("MLFLOW_TRACKING_URI"): return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{Path(root or project_root()).resolve()/'mlflow.db'}"
+    return project_store(root)
 
 # %% ../nbs/00_config.ipynb #78dbde53
 def sqlite_path(uri:str)->Path|None:
@@ -166,7 +175,7 @@ def artifact_root(
 )->str|None: # a file URI for artifacts, or None when the server decides
     "Where runs of a sqlite store keep their artifacts: `mlartifacts` beside the database."
     db = sqlite_path(uri)
-    return (db.parent/"mlartifacts").as_uri() if db else None
+    return (db.parent/ARTIFACTS_FOLDER).as_uri() if db else None
 
 # %% ../nbs/00_config.ipynb #3907bf65
 def cache_dir()->Path:

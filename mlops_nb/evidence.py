@@ -11,10 +11,10 @@ from fastcore.basics import patch
 from . import config
 
 # %% auto #0
-__all__ = ['CI_FILES', 'TEST_FILES', 'NOTEBOOK_FILES', 'PIPELINE_FILE', 'SERVE_STEP', 'DETECTORS', 'Project']
+__all__ = ['CI_FILES', 'TEST_FILES', 'NOTEBOOK_FILES', 'SERVE_STEP', 'DETECTORS', 'Project']
 
 # %% ../nbs/07a_evidence.ipynb #d31f8fc1
-from .config import is_lock_model, mlflow_client
+from .config import PIPELINE_FILE, is_lock_model, mlflow_client
 from .config import (  # the contract: what the other modules write
     CHALLENGER, CHAMPION, DATA_TAG_PREFIX, GIT_COMMIT_TAG, HISTORY_TAG_PREFIX, KIND_MONITORING, KIND_RETRAINING, KIND_TAG,
     METRIC_TAG_PREFIX, PAPERMILL_TAG, PREDICTION_LOG, TAG_EXECUTION, TAG_NOTEBOOK, VARIANT_COLUMN)
@@ -22,7 +22,6 @@ CI_FILES = (".ci/run", ".github/workflows/*.yml", ".github/workflows/*.yaml", ".
             "azure-pipelines.yml", ".circleci/config.yml")
 TEST_FILES = ("tests/test_*.py", "tests/*_test.py", "test_*.py")
 NOTEBOOK_FILES = ("*.ipynb", "nbs/*.ipynb", "nbs/*/*.ipynb")
-PIPELINE_FILE = "pipeline.yaml"      # the pipeline contract (mlops_nb.pipeline)
 SERVE_STEP = "serve"                 # a pipeline step with this name or `kind` serves the model
 _MAX_RUNS = 1000      # runs fetched per question: enough to count "1000+" without reading a huge store
 _MAX_FILES = 200      # notebooks or prediction files read per question

@@ -344,6 +344,8 @@ def demo(
     if not 0 < sample <= 1: raise MlopsNbError(f"sample must be a fraction in (0, 1], got {sample}")
     folder = Path(workdir).resolve()
     new_project(folder, "flights", existing=True)
+    if os.environ.pop("MLFLOW_TRACKING_URI", None):   # its kernels would inherit it and track elsewhere
+        say("the demo uses its own sqlite store, not MLFLOW_TRACKING_URI")
     with _inside(folder):
         say(f"flights demo in {folder}: train on month {train_month}, validate on month {valid_month}")
         result = run_pipeline(folder/"pipeline.yaml", params={"train_month": train_month, "valid_month": valid_month, "sample": sample}, jobs=jobs)

@@ -8,7 +8,7 @@ import graphlib, hashlib, itertools, json, os, re, uuid
 from dataclasses import dataclass, field
 from fastcore.basics import patch
 from pathlib import Path
-from .config import MlopsNbError, did_you_mean
+from .config import ARTIFACTS_FOLDER, PIPELINE_FILE, SETTINGS_FILE, STORE_FILE, MlopsNbError, did_you_mean
 
 # %% auto #0
 __all__ = ['PIPELINE_KEYS', 'RETRAIN_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'Step', 'Pipeline', 'parse_param',
@@ -54,6 +54,12 @@ def step(self:Pipeline, name:str)->Step:
     for s in self.steps:
         if s.name == name: return s
     raise PipelineError(f"no step {name!r} in pipeline {self.name!r}{did_you_mean(name, [s.name for s in self.steps])}")
+
+# %% ../nbs/03a_pipeline_spec.ipynb #868e6bc8
+@patch
+def given(self:Step, name:str):
+    "What the pipeline gives the notebook's parameter `name`: its grid values, its value, or its product's file (None: none)."
+    return self.grid.get(name, self.params.get(name, self.products.get(name)))
 
 # %% ../nbs/03a_pipeline_spec.ipynb #351f823d
 def _check_name(name, what:str)->str:
@@ -102,7 +108,7 @@ def load_pipeline(
 )->Pipeline:
     "Read and check a pipeline.yaml; overrides replace its parameters."
     path = Path(path)
-    if path.is_dir(): path = path/"pipeline.yaml"
+    if path.is_dir(): path = path/PIPELINE_FILE
     spec = _read_yaml(path, "pipeline file")
     _check_keys(spec, PIPELINE_KEYS, str(path))
     if not isinstance(spec.get("steps"), list) or not spec["steps"]: raise PipelineError(f"{path}: 'steps' must be a non-empty list")
@@ -176,7 +182,7 @@ def upstream(pipeline:Pipeline, step:Step)->list[Step]:
     return list(seen.values())
 
 # %% ../nbs/03a_pipeline_spec.ipynb #4673f74f
-RESERVED = ("pipeline.yaml", "mlops_nb.toml", "mlflow.db", "mlartifacts", ".mlops_nb", "runs", ".git")  # never a product
+RESERVED = (PIPELINE_FILE, SETTINGS_FILE, STORE_FILE, ARTIFACTS_FOLDER, ".mlops_nb", "runs", ".git")  # never a product
 
 def _inside(root:Path, rel, what:str)->Path:
     "`root/rel` as a path that stays inside the project (no `..`, no absolute path, not the project itself)."

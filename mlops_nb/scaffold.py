@@ -6,7 +6,7 @@
 from __future__ import annotations
 import shutil, subprocess
 from pathlib import Path
-from .config import MlopsNbError, SETTINGS_FILE, did_you_mean
+from .config import PIPELINE_FILE, SETTINGS_FILE, MlopsNbError, did_you_mean
 
 # %% auto #0
 __all__ = ['templates', 'template_dir', 'copy_template', 'new_project', 'init_project']
@@ -20,7 +20,7 @@ def _shipped()->Path:
 # %% ../nbs/09_scaffold.ipynb #76f1c578
 def templates()->list[str]:
     "The names of the project templates shipped with mlops_nb."
-    return sorted(p.name for p in _shipped().iterdir() if (p/"pipeline.yaml").is_file())
+    return sorted(p.name for p in _shipped().iterdir() if (p/PIPELINE_FILE).is_file())
 
 # %% ../nbs/09_scaffold.ipynb #55f8a24e
 def template_dir(
@@ -113,7 +113,7 @@ jobs:
 def _experiment(dest:Path)->str:
     "The experiment a project's pipeline logs to, for its README."
     from mlops_nb.pipeline_spec import load_pipeline
-    p = load_pipeline(dest/"pipeline.yaml")
+    p = load_pipeline(dest/PIPELINE_FILE)
     return p.experiment or p.name
 
 # %% ../nbs/09_scaffold.ipynb #82cb401d

@@ -8,7 +8,7 @@ import os, signal, socket, subprocess, sys, tempfile, threading, time
 from dataclasses import dataclass
 from pathlib import Path
 from fastcore.basics import patch
-from .config import MlopsNbError, ensure_store, project_root
+from .config import ARTIFACTS_FOLDER, MlopsNbError, ensure_store, project_root, project_store
 
 # %% auto #0
 __all__ = ['BACKENDS', 'default_backend', 'check_backend', 'free_port', 'check_port', 'server_uri', 'allowed_hosts',
@@ -30,7 +30,7 @@ def default_backend(
     root:str|Path|None=None, # the project folder (default: `project_root()`)
 )->str: # the project's sqlite store URI
     "The project's own sqlite store: what the server serves when no backend is given."
-    return f"sqlite:///{Path(root or project_root()).resolve()/'mlflow.db'}"
+    return project_store(root)
 
 # %% ../nbs/11_tracking_server.ipynb #329d307f
 def check_backend(
@@ -242,7 +242,7 @@ def start_server(
 )->Server: # the running server; `.url` is the tracking URI, `.stop()` stops it
     "Check the inputs, start `mlflow server` and wait until it answers."
     backend = check_backend(backend_store_uri or default_backend())
-    artifacts = check_artifacts(artifacts_destination or project_root()/"mlartifacts")
+    artifacts = check_artifacts(artifacts_destination or project_root()/ARTIFACTS_FOLDER)
     port = check_port(host, port or free_port("127.0.0.1" if host in _WILDCARD else host))
     if workers < 1: raise MlopsNbError(f"workers must be at least 1, got {workers}")
     cmd = server_command(artifacts, host, port, workers, extra_hosts)
