@@ -13,8 +13,8 @@ from .config import MlopsNbError, cache_dir
 # %% auto #0
 __all__ = ['FEATURES', 'TARGET', 'MIN_MPH', 'MAX_MPH', 'TRUSTED_TYPES', 'DEFAULT_GRID', 'REPLAY_COLUMNS', 'flights_file',
            'load_flights', 'clean', 'FlightRecords', 'regressor', 'fit_regressor', 'assemble', 'make_model', 'rmse_mae',
-           'check_window', 'sweep', 'month_batch', 'refit_baseline', 'replay', 'replay_summary', 'replay_table',
-           'month_line', 'plot_replay', 'demo_summary', 'replay_report', 'demo']
+           'check_window', 'sweep', 'example_models', 'month_batch', 'refit_baseline', 'replay', 'replay_summary',
+           'replay_table', 'month_line', 'plot_replay', 'demo_summary', 'replay_report', 'demo']
 
 # %% ../nbs/10_flights.ipynb #d09be579
 FEATURES = ["origin", "dest", "carrier", "distance"]
@@ -175,6 +175,24 @@ def sweep(
             if log_models: run.log_model(model, valid[FEATURES], skops_trusted_types=TRUSTED_TYPES)
         ids.append(run.run_id)
     return ids
+
+# %% ../nbs/10_flights.ipynb #e2239684
+def example_models(
+    families:tuple=("ridge", "lasso"), # a version per family, in order: the champion, then the challenger
+    name:str="flights", # the registered model
+    experiment:str="flights-serving", # where their runs go
+): # pandas.DataFrame: 500 February flights' features, to score
+    "Register small flights models in the current store as `name`'s champion (and challenger), for examples of serving."
+    from mlops_nb.config import CHALLENGER, CHAMPION
+    from mlops_nb.registry import promote, register
+    from mlops_nb.tracking import track
+    train, valid = clean(load_flights(1)), clean(load_flights(2)).head(500)
+    for family, alias in zip(families, (CHAMPION, CHALLENGER)):
+        with track(experiment, params={"family": family}) as run:
+            fitted = make_model(family, alpha=1.0).fit(train[FEATURES], train[TARGET])
+            run.log_model(fitted, valid[FEATURES], skops_trusted_types=TRUSTED_TYPES)
+        promote(name, int(register(run.run_id, name).version), alias=alias, force=True)
+    return valid[FEATURES]
 
 # %% ../nbs/10_flights.ipynb #1e66a4b5
 def month_batch(
