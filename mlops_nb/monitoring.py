@@ -119,11 +119,12 @@ def plot_history(self:MonitorReport, metric:str|None=None):
     if h is None or h.empty: return None
     metric = metric or self.metric
     fig, ax = plt.subplots(figsize=(6.4, 2.8))
-    if metric in h and h[metric].notna().any():
+    plotted = metric in h and h[metric].notna().any()
+    if plotted:
         ax.plot(h.batch, h[metric], marker="o", label=metric)
         if f"baseline_{metric}" in h: ax.axhline(h[f"baseline_{metric}"].iloc[-1], ls="--", c="gray", label=f"baseline {metric}")
         ax.set_ylabel(metric)
-    share = ax.twinx()
+    share = ax.twinx() if plotted else ax   # no metric (no labels): the drift share alone, on the left axis
     share.bar(h.batch, h.drift_share, alpha=0.2, color="tab:red", label="drift share"); share.set_ylim(0, 1); share.set_ylabel("drift share")
     ax.tick_params(axis="x", rotation=45, labelsize=7)
     fig.legend(fontsize=7, loc="upper left"); fig.tight_layout()
