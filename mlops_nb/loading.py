@@ -77,7 +77,6 @@ def model_files(
 )->str: # a URI (or folder) whose files are the model's: an alias is resolved to its version now
     "Where the model's files are, fixed to one version."
     if m := _REGISTERED.fullmatch(uri):
-        import mlflow
         return f"models:/{m['name']}/{mlflow_client().get_model_version_by_alias(m['name'], m['alias']).version}"
     if m := _LOGGED.fullmatch(uri):
         import mlflow
@@ -152,7 +151,6 @@ def _record_opt_in(uri:str, fmt:ModelFormat):
     if not (m := re.fullmatch(r"models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)", uri)): return
     note = f"{fmt.reason}; loaded by {getpass.getuser()}@{socket.gethostname()} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
     try:
-        import mlflow
         mlflow_client().set_model_version_tag(m["name"], m["version"], PICKLE_TAG, note[:5000])
     except Exception as e: log.warning("could not tag %s as loaded with allow_pickle (%s: %s)", uri, type(e).__name__, e)
 
