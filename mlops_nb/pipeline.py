@@ -13,6 +13,7 @@ from .kernels import cold_summary
 from .config import ERROR_TAG, FOLDER_TAG, PAPERMILL_TAG, POINT_TAG, SECONDS_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP  # the contract
 from .pipeline_spec import Pipeline, PipelineError, Step, Task, best_goals, load_pipeline, validate
 from .pipeline_spec import cached, digest, file_hash, read_record, record_path, step_tasks, topological, upstream, write_atomically
+from .pipeline_spec import remove_leftovers, remove_path, set_aside
 
 # %% auto #0
 __all__ = ['PipelineFailed', 'Outcome', 'execute_task', 'LocalExecutor', 'StepResult', 'PipelineResult', 'run_pipeline', 'plan',
@@ -139,14 +140,6 @@ def table(self:PipelineResult):
     import pandas as pd
     return pd.DataFrame(self.rows())
 
-# %% ../nbs/03_pipeline.ipynb #b38918db
-def _set_aside(pipeline:Pipeline, path:Path)->Path:
-    "Move a file or folder the runner did not create out of the way, into .mlops_nb/replaced/; where it went."
-    dest = pipeline.root/".mlops_nb"/"replaced"/f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"/path.relative_to(pipeline.root)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, dest)
-    return dest
-
 # %% ../nbs/03_pipeline.ipynb #4642da65
 _OK = ("ran", "cached")
 
@@ -229,7 +222,7 @@ def submit(self:_Runner, task:Task, i:int):
     created = self.record(self._create_run, task, id_file)
     tag = uuid.uuid4().hex[:8]
     temporary = {k: _temporary(v, tag) for k, v in task.products.items()}
-    for path in task.products.values(): _remove_leftovers(Path(path))
+    for path in task.products.values(): remove_leftovers(Path(path))
     output = self.folder/f"{task.step}{'' if task.point is None else f'-{task.point}'}.ipynb"
     run = {ENV_STEP_RUN_FILE: str(id_file)} if self.lazy else {ENV_STEP_RUN: created.result()}
     future = self.executor.submit(str(task.notebook), str(output), {**task.params, **temporary},
@@ -267,7 +260,7 @@ def finish(self:_Runner, future):
     task, i, created, temporary = self.running.pop(future)
     outcome = future.result()
     if outcome.status == "ran": outcome = self.place_products(task, temporary, outcome)
-    for path in temporary.values(): _remove(Path(path))
+    for path in temporary.values(): remove_path(Path(path))
     self.record(self._end_run, task, created, outcome)
     self.creating[(task.step, i)] = created   # its run id, for a downstream step that asks for `upstream_runs`
     self.done(task, i, outcome)
@@ -312,8 +305,8 @@ def place_products(self:_Runner, task:Task, temporary:dict, outcome:Outcome)->Ou
     for name, tmp in temporary.items():
         path = Path(task.products[name])
         if path.exists() or path.is_symlink():
-            if str(path) in ours: _remove(path)
-            else: self.say(f"  kept {path} (not written by this pipeline) as {_set_aside(self.p, path)}")
+            if str(path) in ours: remove_path(path)
+            else: self.say(f"  kept {path} (not written by this pipeline) as {set_aside(self.p, path)}")
         os.replace(tmp, path)
     return outcome
 
@@ -333,17 +326,6 @@ def skip(self:_Runner, step:Step, why:str):
     self.result.steps[step.name] = StepResult(step.name, [Outcome("skipped", error=why)])
     self.left[step.name] = 0
     self.say(f"{'skipped':>6}  {step.name}  ({why})")
-
-# %% ../nbs/03_pipeline.ipynb #145b7417
-def _remove_leftovers(product:Path):
-    "Temporary files of `product` left by a killed run; makes the folder if needed."
-    product.parent.mkdir(parents=True, exist_ok=True)
-    for old in product.parent.glob(f".{product.stem}.*.tmp{product.suffix}"): _remove(old)
-
-# %% ../nbs/03_pipeline.ipynb #f4b2b20e
-def _remove(path:Path):
-    if path.is_dir(): shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink(): path.unlink()
 
 # %% ../nbs/03_pipeline.ipynb #7eaa7c7b
 def _params(d:dict)->list:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_pipeline_spec.ipynb #9f8c13dc
 from __future__ import annotations
-import graphlib, hashlib, itertools, json, os, re, uuid
+import graphlib, hashlib, itertools, json, os, re, shutil, time, uuid
 from dataclasses import dataclass, field
 from fastcore.basics import patch
 from pathlib import Path
@@ -14,7 +14,7 @@ from .config import ARTIFACTS_FOLDER, PIPELINE_FILE, SETTINGS_FILE, STORE_FILE, 
 __all__ = ['PIPELINE_KEYS', 'RETRAIN_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'Step', 'Pipeline', 'parse_param',
            'load_pipeline', 'notebook_parameters', 'topological', 'upstream', 'validate', 'best_goals', 'Task',
            'digest', 'source_hash', 'file_hash', 'step_tasks', 'write_atomically', 'record_path', 'read_record',
-           'cached']
+           'cached', 'set_aside', 'remove_leftovers', 'remove_path']
 
 # %% ../nbs/03a_pipeline_spec.ipynb #f281b980
 class PipelineError(MlopsNbError):
@@ -337,3 +337,23 @@ def cached(pipeline:Pipeline, task:Task)->dict|None:
     if record is None or record.get("key") != task.key: return None
     if any(file_hash(Path(p)) != h for p, h in record["products"].items()): return None
     return record
+
+# %% ../nbs/03a_pipeline_spec.ipynb #dab77029
+def set_aside(pipeline:Pipeline, path:Path)->Path:
+    "Move a file or folder the runner did not create out of the way, into .mlops_nb/replaced/; where it went."
+    dest = pipeline.root/".mlops_nb"/"replaced"/f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"/path.relative_to(pipeline.root)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, dest)
+    return dest
+
+# %% ../nbs/03a_pipeline_spec.ipynb #3ebc3c3a
+def remove_leftovers(product:Path):
+    "Temporary files of `product` left by a killed run; makes the folder if needed."
+    product.parent.mkdir(parents=True, exist_ok=True)
+    for old in product.parent.glob(f".{product.stem}.*.tmp{product.suffix}"): remove_path(old)
+
+# %% ../nbs/03a_pipeline_spec.ipynb #7ff24e36
+def remove_path(path:Path):
+    "Remove a file, a link or a folder, if it is there."
+    if path.is_dir(): shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink(): path.unlink()

@@ -11,12 +11,12 @@ from .config import MlopsNbError, artifact_root, mlflow_client, did_you_mean, pr
 from .config import (  # the contract
     DATA_TAG_PREFIX, ERROR_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP)
 from .metrics import GoalError, check_goals, goal, goal_tags
-from .provenance import ENV_EXECUTION, fingerprint, git_tags, notebook_path, papermill_parameters, step_run_id
+from .provenance import ENV_EXECUTION, fingerprint, git_tags, model_requirements, notebook_path, papermill_parameters, share_distributions_with_mlflow, step_run_id
 
 # %% auto #0
 __all__ = ['EVALUATION_NAMES', 'RUN_KINDS', 'default_experiment', 'experiment_id', 'declare_goals', 'Tracker', 'track',
-           'active_tracker', 'flush_open', 'model_requirements', 'dataset_schema', 'param_value', 'experiment_goal',
-           'best_run', 'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
+           'active_tracker', 'flush_open', 'dataset_schema', 'param_value', 'experiment_goal', 'best_run',
+           'best_params', 'runs', 'plot_runs', 'run_kind', 'run_table']
 
 # %% ../nbs/01_tracking.ipynb #8584eebe
 def default_experiment()->str:
@@ -242,62 +242,6 @@ def flush_open(
     for t in _open:
         if run_id is None or t.run_id == run_id: t.flush()
 
-# %% ../nbs/01_tracking.ipynb #8c7fb8f7
-def _site_fingerprint()->str:
-    "A digest of the installed distributions' metadata folders (names and times): it changes with every install or removal."
-    import hashlib
-    h = hashlib.sha256(sys.prefix.encode())
-    for entry in filter(None, sys.path):                 # '' (the working folder) holds no installed distribution
-        try: names = sorted(n for n in os.listdir(entry) if n.endswith((".dist-info", ".egg-info")))
-        except OSError: continue
-        for n in names: h.update(f"{entry}/{n}:{os.stat(os.path.join(entry, n)).st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-# %% ../nbs/01_tracking.ipynb #59815003
-@functools.cache
-def _distributions()->dict:
-    "Top-level module -> the installed distributions that provide it: scanned once per environment, kept in the user's cache."
-    from importlib.metadata import packages_distributions
-    from mlops_nb.config import cache_dir
-    path = cache_dir()/f"distributions-{_site_fingerprint()}.json"
-    try: return json.loads(path.read_text())
-    except (OSError, ValueError): pass
-    found = packages_distributions()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(found))
-        os.replace(tmp, path)
-    except OSError: pass                                  # a read-only cache only costs the next process a scan
-    return found
-
-# %% ../nbs/01_tracking.ipynb #b01187fa
-def _share_distributions_with_mlflow():
-    "Build MLflow's module -> distributions map (once per process) from the cached scan instead of a new one."
-    from mlflow.utils import requirements_utils as ru
-    if getattr(ru, "_MODULES_TO_PACKAGES", True) is not None or not hasattr(ru, "_init_modules_to_packages_map"): return
-    scan = ru.importlib_metadata.packages_distributions
-    ru.importlib_metadata.packages_distributions = lambda: {k: list(v) for k, v in _distributions().items()}
-    try: ru._init_modules_to_packages_map()                # MLflow's own additions (its extras) go on top
-    finally: ru.importlib_metadata.packages_distributions = scan
-
-# %% ../nbs/01_tracking.ipynb #5e1154ff
-def _estimators(model)->list:
-    "A scikit-learn model and every estimator or transformer inside it."
-    return [model] + [v for v in model.get_params(deep=True).values() if hasattr(v, "get_params") or hasattr(v, "fit")]
-
-# %% ../nbs/01_tracking.ipynb #1e4c6b31
-def model_requirements(
-    model, # a fitted scikit-learn estimator
-)->list[str]: # pinned pip requirements, e.g. ["scikit-learn==1.9.1", "skops==0.13.0", "mlops-nb==0.1.0"]
-    "What a model needs installed: MLflow's defaults for scikit-learn with skops, and the distribution of every class inside it."
-    from importlib.metadata import version
-    import mlflow.sklearn
-    found = set(mlflow.sklearn.get_default_pip_requirements(include_skops=True))
-    for top in sorted({type(e).__module__.split(".")[0] for e in _estimators(model)} - {"sklearn", "builtins", "__main__"}):
-        found |= {f"{d}=={version(d)}" for d in _distributions().get(top, [])}
-    return sorted(found)
-
 # %% ../nbs/01_tracking.ipynb #4b739e09
 @patch
 def log_model(self:Tracker, model, X, name:str="model", **kwargs):
@@ -313,7 +257,7 @@ def log_model(self:Tracker, model, X, name:str="model", **kwargs):
     try: signature = infer_signature(example, model.predict(example))
     except NotFittedError: raise MlopsNbError(f"the {type(model).__name__} model is not fitted: fit it before log_model") from None
     if not {"pip_requirements", "extra_pip_requirements", "conda_env"} & set(kwargs): kwargs["pip_requirements"] = model_requirements(model)
-    _share_distributions_with_mlflow()
+    share_distributions_with_mlflow()
     if trusted_types(): kwargs.setdefault("skops_trusted_types", trusted_types())
     return mlflow.sklearn.log_model(model, name=name, signature=signature, input_example=example, **kwargs)
 
