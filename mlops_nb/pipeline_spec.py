@@ -14,7 +14,7 @@ from .config import ARTIFACTS_FOLDER, PIPELINE_FILE, SETTINGS_FILE, STORE_FILE, 
 __all__ = ['PIPELINE_KEYS', 'RETRAIN_KEYS', 'STEP_KEYS', 'RESERVED', 'PipelineError', 'Step', 'Pipeline', 'parse_param',
            'load_pipeline', 'notebook_parameters', 'topological', 'upstream', 'validate', 'best_goals', 'Task',
            'digest', 'source_hash', 'file_hash', 'step_tasks', 'write_atomically', 'record_path', 'read_record',
-           'cached', 'set_aside', 'remove_leftovers', 'remove_path']
+           'cached', 'set_aside', 'remove_path', 'remove_leftovers']
 
 # %% ../nbs/03a_pipeline_spec.ipynb #f281b980
 class PipelineError(MlopsNbError):
@@ -346,14 +346,14 @@ def set_aside(pipeline:Pipeline, path:Path)->Path:
     os.replace(path, dest)
     return dest
 
-# %% ../nbs/03a_pipeline_spec.ipynb #3ebc3c3a
-def remove_leftovers(product:Path):
-    "Temporary files of `product` left by a killed run; makes the folder if needed."
-    product.parent.mkdir(parents=True, exist_ok=True)
-    for old in product.parent.glob(f".{product.stem}.*.tmp{product.suffix}"): remove_path(old)
-
 # %% ../nbs/03a_pipeline_spec.ipynb #7ff24e36
 def remove_path(path:Path):
     "Remove a file, a link or a folder, if it is there."
     if path.is_dir(): shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink(): path.unlink()
+
+# %% ../nbs/03a_pipeline_spec.ipynb #3ebc3c3a
+def remove_leftovers(product:Path):
+    "Temporary files of `product` left by a killed run; makes the folder if needed."
+    product.parent.mkdir(parents=True, exist_ok=True)
+    for old in product.parent.glob(f".{product.stem}.*.tmp{product.suffix}"): remove_path(old)
