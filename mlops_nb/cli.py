@@ -8,7 +8,7 @@ import json, os, sys
 from pathlib import Path
 import click
 from . import __version__
-from .config import CHAMPION, METRIC_TAG_PREFIX, MlopsNbError, project_store
+from .config import CHAMPION, METRIC_TAG_PREFIX, MlopsNbError, project_store, quick_exit
 
 # %% auto #0
 __all__ = ['BadInput', 'main', 'examples', 'runs', 'best', 'register', 'models', 'promote', 'history', 'rollback', 'run_command',
@@ -33,6 +33,7 @@ def main():
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")   # before MLflow is imported: its INFO lines are not the answer
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # nor its download bars
     if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)   # no IRI grammar compiled (2 s)
+    quick_exit()   # and no final sweep of what the command imported
 
 # %% ../nbs/08_cli.ipynb #221f172f
 def examples(*lines:str)->str:

@@ -15,10 +15,17 @@ __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALL
            'SECONDS_TAG', 'METRIC_TAG_PREFIX', 'EVALUATION_TAG', 'REFIT_OF_TAG', 'PRIMARY_METRIC_TAG',
            'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG',
            'BASELINE_TAG_PREFIX', 'VERDICT_TAG', 'BATCH_TAG', 'MODEL_TAG', 'PIPELINE_FILE', 'SETTINGS_FILE',
-           'STORE_FILE', 'ARTIFACTS_FOLDER', 'PROJECT_MARKERS', 'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'MlopsNbError',
-           'did_you_mean', 'raised', 'project_root', 'settings', 'trusted_types', 'project_store', 'tracking_uri',
-           'sqlite_path', 'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store', 'mlflow_client',
-           'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
+           'STORE_FILE', 'ARTIFACTS_FOLDER', 'PROJECT_MARKERS', 'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'quick_exit',
+           'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings', 'trusted_types', 'project_store',
+           'tracking_uri', 'sqlite_path', 'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store',
+           'mlflow_client', 'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
+
+# %% ../nbs/00_config.ipynb #d06ad430
+@functools.cache
+def quick_exit():
+    "At this process's exit, skip the garbage collector's final sweeps over the objects alive then (once per process)."
+    import atexit, gc
+    atexit.register(gc.freeze)
 
 # %% ../nbs/00_config.ipynb #d4e5e316
 class MlopsNbError(Exception):
