@@ -290,6 +290,7 @@ def use_store(
 )->str: # the tracking URI now in use
     "Point MLflow (tracking and registry) at the project's store."
     import mlflow
+    quick_exit()   # this process holds MLflow now: no final sweep of it at exit
     root = Path(root or project_root()).resolve()
     uri, db = tracking_uri(root), sqlite_path(tracking_uri(root))
     if not create and db is not None and not db.is_file(): raise _no_store(uri, root)

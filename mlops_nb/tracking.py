@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast, contextlib, functools, json, numbers, os, sys, time, traceback, uuid
 from pathlib import Path
 from fastcore.basics import patch
-from .config import MlopsNbError, artifact_root, mlflow_client, did_you_mean, project_root, quick_exit, refresh_stats, trusted_types, use_store
+from .config import MlopsNbError, artifact_root, mlflow_client, did_you_mean, project_root, refresh_stats, trusted_types, use_store
 from .config import (  # the contract
     DATA_TAG_PREFIX, ERROR_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP)
 from .metrics import GoalError, check_goals, goal, goal_tags
@@ -111,7 +111,6 @@ class Tracker(contextlib.ContextDecorator):
 
     def __enter__(self)->Tracker:
         import mlflow
-        quick_exit()   # this process will hold MLflow's and the model's libraries: skip their final sweep at exit
         params, tags, inputs = self._initial
         self._params, self._pending, self._last_flush = {}, {"metrics": [], "params": [], "tags": []}, time.monotonic()
         self.notebook = notebook_path()
