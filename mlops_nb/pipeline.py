@@ -51,13 +51,15 @@ def execute_task(
     env:dict, # environment for the kernel
     kernel:str|None=None, # kernel name (None: the notebook's; python3 = this interpreter)
     zygote=None, # a `mlops_nb.kernels.Zygote` to fork a warm python3 kernel from (None: a cold kernel)
+    start_timeout:int=600, # seconds a kernel may take to start: a safety net for a busy machine (papermill's 60 is not)
 )->Outcome:
     "Execute one notebook with papermill and the mlops_nb engine; never raises for a failing notebook."
     import papermill as pm
     started, execution = time.monotonic(), uuid.uuid4().hex
     try:
         pm.execute_notebook(notebook, output, parameters=params, engine_name="mlops_nb", kernel_env=env, kernel=kernel,
-                            zygote=zygote, cwd=str(Path(notebook).parent), progress_bar=False, execution=execution, attach=False)
+                            zygote=zygote, cwd=str(Path(notebook).parent), progress_bar=False, execution=execution, attach=False,
+                            start_timeout=start_timeout)
     except pm.PapermillExecutionError as e:
         first = (e.source or "").strip().splitlines()[:1]
         where = f"cell {e.cell_index + 1}" + (f" ({first[0][:60]})" if first else "")
