@@ -17,8 +17,8 @@ __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALL
            'BASELINE_TAG_PREFIX', 'VERDICT_TAG', 'BATCH_TAG', 'MODEL_TAG', 'PIPELINE_FILE', 'SETTINGS_FILE',
            'STORE_FILE', 'ARTIFACTS_FOLDER', 'PROJECT_MARKERS', 'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'quick_exit',
            'MlopsNbError', 'did_you_mean', 'raised', 'project_root', 'settings', 'trusted_types', 'project_store',
-           'tracking_uri', 'sqlite_path', 'artifact_root', 'cache_dir', 'ensure_store', 'refresh_stats', 'use_store',
-           'mlflow_client', 'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
+           'tracking_uri', 'sqlite_path', 'artifact_root', 'cache_dir', 'cached_json', 'ensure_store', 'refresh_stats',
+           'use_store', 'mlflow_client', 'store_client', 'is_lock_model', 'RegistryLock', 'store_lock']
 
 # %% ../nbs/00_config.ipynb #d06ad430
 @functools.cache
@@ -188,6 +188,25 @@ def artifact_root(
 def cache_dir()->Path:
     "mlops_nb's folder in the user's cache (`$XDG_CACHE_HOME/mlops_nb`, else `~/.cache/mlops_nb`)."
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"mlops_nb"
+
+# %% ../nbs/00_config.ipynb #2615710a
+def cached_json(
+    name:str, # the file's name in `cache_dir()`, holding what the value depends on (a version, a fingerprint)
+    compute, # () -> a JSON value, called when the file is missing or unreadable
+):
+    "A value computed once and kept as JSON in the user's cache; a read-only or broken cache only costs a recomputation."
+    import json
+    path = cache_dir()/name
+    try: return json.loads(path.read_text())
+    except (OSError, ValueError): pass
+    value = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value))
+        os.replace(tmp, path)   # a reader sees the old file or the whole new one
+    except OSError: pass
+    return value
 
 # %% ../nbs/00_config.ipynb #0d4dd5b6
 def _store_template()->Path:

@@ -24,8 +24,13 @@ SCORE_ALIASES = {"auc": "roc_auc", "r2_score": "r2", "accuracy_score": "accuracy
 # %% ../nbs/00a_metrics.ipynb #62f22a67
 @cache
 def _scorer_names()->frozenset:
-    from sklearn.metrics import get_scorer_names
-    return frozenset(get_scorer_names())
+    "scikit-learn's scorer names, kept in the user's cache per scikit-learn version: importing scikit-learn takes ~1.5 s."
+    from importlib.metadata import version
+    from mlops_nb.config import cached_json
+    def listed():
+        from sklearn.metrics import get_scorer_names
+        return sorted(get_scorer_names())
+    return frozenset(cached_json(f"scorers-scikit-learn-{version('scikit-learn')}.json", listed))
 
 # %% ../nbs/00a_metrics.ipynb #75ec2c62
 def scorer_for(

@@ -278,18 +278,8 @@ def _site_fingerprint()->str:
 def _distributions()->dict:
     "Top-level module -> the installed distributions that provide it: scanned once per environment, kept in the user's cache."
     from importlib.metadata import packages_distributions
-    from mlops_nb.config import cache_dir
-    path = cache_dir()/f"distributions-{_site_fingerprint()}.json"
-    try: return json.loads(path.read_text())
-    except (OSError, ValueError): pass
-    found = packages_distributions()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(found))
-        os.replace(tmp, path)
-    except OSError: pass                                  # a read-only cache only costs the next process a scan
-    return found
+    from mlops_nb.config import cached_json
+    return cached_json(f"distributions-{_site_fingerprint()}.json", packages_distributions)
 
 # %% ../nbs/01c_provenance.ipynb #b01187fa
 def share_distributions_with_mlflow():
