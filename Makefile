@@ -6,11 +6,9 @@ export PYTHONUNBUFFERED := 1
 export PYTHONDONTWRITEBYTECODE :=  # byte-compile the project's modules once: where the machine sets it, every kernel recompiled them (~0.1 s each)
 export PATH := $(abspath $(BIN)):$(PATH)
 # a digest of the notebooks and the library, to check that nbdev_clean + nbdev_export change nothing
-# a stamp: the check passed for the notebooks and the library as they are now
-SYNCED := $(VENV)/.nbs-in-sync
 SYNC_DIGEST = find nbs mlops_nb -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha1sum | sha1sum
 
-.PHONY: demo sync test test-browser test-server docs outputs lab bench clean-venv
+.PHONY: demo test test-browser test-server docs outputs lab bench clean-venv
 
 $(BIN)/mlops-nb: setup.py settings.ini
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,15 +19,10 @@ $(BIN)/mlops-nb: setup.py settings.ini
 demo: $(BIN)/mlops-nb  ## the flights demo on an embedded sqlite MLflow store in ./demo-flights
 	$(BIN)/mlops-nb demo --workdir demo-flights
 
-sync: $(SYNCED)  ## notebooks and library in sync: nbdev_clean and nbdev_export change nothing in nbs/ or mlops_nb/
-
-$(SYNCED): $(BIN)/mlops-nb $(wildcard nbs/*.ipynb mlops_nb/*.py)   # checked again only when one of them changed
+test: $(BIN)/mlops-nb  ## notebooks and library in sync, notebook tests (executed once, rendered into the manual), then pytest
 	@before=$$($(SYNC_DIGEST)); $(BIN)/nbdev_clean && $(BIN)/nbdev_export && after=$$($(SYNC_DIGEST)); \
 	  test "$$before" = "$$after" || { git status --short -- nbs mlops_nb; \
 	  echo "nbdev_clean/nbdev_export changed nbs/ or mlops_nb/: notebooks and library were out of sync; commit the result"; exit 1; }
-	touch $@
-
-test: $(SYNCED)  ## notebooks and library in sync, notebook tests (executed once, rendered into the manual), then pytest
 	$(BIN)/python tools/build_docs.py --jobs 2
 	$(BIN)/python -m pytest tests/ --ignore=tests/test_maturity_browser.py -n 2 --dist load --durations=15
 
