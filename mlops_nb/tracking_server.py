@@ -11,8 +11,8 @@ from fastcore.basics import patch
 from .config import ARTIFACTS_FOLDER, MlopsNbError, ensure_store, project_root, project_store
 
 # %% auto #0
-__all__ = ['BACKENDS', 'default_backend', 'check_backend', 'free_port', 'check_port', 'server_uri', 'allowed_hosts',
-           'check_artifacts', 'server_command', 'server_env', 'Server', 'start_server', 'run_server']
+__all__ = ['BACKENDS', 'JOB_EXECUTION', 'default_backend', 'check_backend', 'free_port', 'check_port', 'server_uri',
+           'allowed_hosts', 'check_artifacts', 'server_command', 'server_env', 'Server', 'start_server', 'run_server']
 
 # %% ../nbs/11_tracking_server.ipynb #8e66163e
 BACKENDS = {"postgresql": "psycopg2", "postgresql+psycopg2": "psycopg2", "postgresql+psycopg": "psycopg",
@@ -154,12 +154,15 @@ def server_command(
     return [sys.executable, "-m", "mlflow", "server", "--serve-artifacts", "--artifacts-destination", str(artifacts_destination),
             "--host", host, "--port", str(port), "--workers", str(workers), "--allowed-hosts", hosts]
 
+# %% ../nbs/11_tracking_server.ipynb #2c7c4d86
+JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"   # MLflow's switch for its job runner
+
 # %% ../nbs/11_tracking_server.ipynb #16076fcf
 def server_env(
     backend_store_uri:str, # the database: postgresql://user:password@host:port/db or sqlite:///path
 )->dict: # the environment for `server_command`
-    "This process's environment plus the database URL, which must not be on the command line."
-    return dict(os.environ) | {"MLFLOW_BACKEND_STORE_URI": backend_store_uri}
+    "This process's environment plus the database URL, which must not be on the command line; MLflow's job runner off unless asked for."
+    return {JOB_EXECUTION: "false"} | dict(os.environ) | {"MLFLOW_BACKEND_STORE_URI": backend_store_uri}
 
 # %% ../nbs/11_tracking_server.ipynb #620f26ac
 def _tail(path:Path, lines:int=25)->str:

@@ -131,6 +131,7 @@ def test_sigterm_stops_mlflow_server_and_its_children_and_exits_143(tmp_path):
     (project/"mlops_nb.toml").write_text("")
     port, log = free_port(), open(tmp_path/"server.log", "w")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true"   # MLflow's job runner, off by default, with its 7 consumers: all stopped too
     proc = subprocess.Popen([str(BIN/"mlops-nb"), "server", "--port", str(port)], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=300, log=tmp_path/"server.log")   # the same probe as a model service's
@@ -160,3 +161,4 @@ def test_the_postgres_password_is_on_no_command_line(tracking_server):
     family = [tracking_server.server.process.pid, *_descendants(tracking_server.server.process.pid)]
     assert password and len(family) >= 2
     assert not any(password in _cmdline(pid) for pid in family)
+    assert not any("_job_runner" in _cmdline(pid) for pid in family)   # MLflow's job runner is off unless asked for
