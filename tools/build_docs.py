@@ -24,7 +24,7 @@ SLOWEST = ("04d_serving", "03_pipeline", "04c_service", "02_registry", "01b_load
 # What every notebook's process imports (the builder's own libraries, MLflow, scikit-learn, pandas): each notebook still
 # gets a fresh process with a fresh namespace, forked from a server that imported these once (~3 s of CPU each)
 PRELOAD = ["__main__", "nbformat", "nbconvert", "execnb.shell", "nbdev.process", "nbdev.frontmatter", "nbdev.showdoc",
-           "fastcore.test", "mlops_nb", "pandas", "sklearn", "mlflow"]
+           "fastcore.test", "mlops_nb", "pandas", "sklearn", "mlflow", "skops.io", "scipy.stats", "matplotlib"]
 
 MAX_TEXT, MAX_IMAGE = 10_000, 200_000   # characters of one kept output: a table or printout, a plot (base64 PNG)
 WIDGET = "application/vnd.jupyter.widget-view+json"   # its state is not stored, so it would render as nothing
