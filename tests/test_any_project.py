@@ -19,7 +19,8 @@ def mlops(*args, cwd, check=True):
 
 @pytest.fixture(scope="module")
 def wine(tmp_path_factory):
-    """Three classifiers of the wine data, each logged the plain MLflow way inside `track`: a strong, a crippled and
+    """Three classifiers of the wine data, each logged the plain MLflow way inside `track` (requirements given: MLflow's
+    inference of them, a subprocess per model, is not under test here): a strong, a crippled and
     a middle one (C), with balanced accuracy (known: higher is better), a business `profit` declared max, and `lift`
     declared nowhere. Yields the project folder and {C: ModelInfo}."""
     from mlops_nb.tracking import track
@@ -32,7 +33,7 @@ def wine(tmp_path_factory):
                 mlflow.log_metric("balanced_accuracy", scores[C])
                 mlflow.log_metric("profit", profit)
                 mlflow.log_metric("lift", 1 / (1 + C))
-                infos[C] = mlflow.sklearn.log_model(clf, name="model", input_example=X.head(3))
+                infos[C] = mlflow.sklearn.log_model(clf, name="model", input_example=X.head(3), pip_requirements=["scikit-learn"])
         assert scores[0.0001] < min(scores[1.0], scores[0.01])              # the crippled one is worse
         yield root, infos, scores
 
