@@ -9,8 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['KERNEL_START', 'PRELOAD', 'ENV_PRELOAD', 'LATE_ENV', 'notebook_imports', 'preload_modules', 'load_ipython_extension',
-           'ForkedKernel', 'ColdKernelWarning', 'Zygote', 'start_zygote', 'cold_summary', 'zygote_provisioner']
+__all__ = ['KERNEL_START', 'PRELOAD', 'ENV_PRELOAD', 'LOADS_MODELS', 'LATE_ENV', 'notebook_imports', 'packages_needed',
+           'preload_modules', 'load_ipython_extension', 'ForkedKernel', 'ColdKernelWarning', 'Zygote', 'start_zygote',
+           'cold_summary', 'zygote_provisioner']
 
 # %% ../nbs/01a_kernels.ipynb #442d97bc
 KERNEL_START = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython.core.debugger",
@@ -43,12 +44,30 @@ def notebook_imports(
                 elif isinstance(node, ast.ImportFrom) and node.module and not node.level: names.add(node.module)
     return names
 
+# %% ../nbs/01a_kernels.ipynb #a5021480
+LOADS_MODELS = ("mlops_nb.registry", "mlops_nb.monitoring", "mlops_nb.serving", "mlops_nb.service", "mlops_nb.loading",
+                "mlflow.pyfunc", "mlflow.sklearn")   # modules a step imports to load a model: most are scikit-learn models
+
+# %% ../nbs/01a_kernels.ipynb #b15d421b
+def packages_needed(
+    imports:set, # the modules the notebooks import (`notebook_imports`)
+)->set: # the top-level packages those steps use
+    "The packages steps importing `imports` use: directly, or through MLflow, mlops_nb and pandas."
+    used = {m.partition(".")[0] for m in imports}
+    if "mlops_nb" in used: used.add("mlflow")                     # mlops_nb's helpers run on MLflow,
+    if "mlflow" in used: used |= {"mlops_nb", "pandas", "sqlalchemy", "filelock", "git"}   # which reads its store with SQLAlchemy
+    if "pandas" in used: used |= {"numpy", "pyarrow"}
+    if any(m.startswith(LOADS_MODELS) for m in imports): used.add("sklearn")   # a registered model is loaded
+    if "sklearn" in used: used.add("numpy")
+    if {"sklearn", "mlflow"} <= used: used.add("skops")           # a scikit-learn model logged or loaded the safe way
+    return used
+
 # %% ../nbs/01a_kernels.ipynb #58822956
 def preload_modules(
     env:dict|None=None, # the environment to read (default: this process's)
     imports:set|None=None, # what the notebooks to run import (`notebook_imports`); None: unknown
 )->list[str]|None: # the modules ([]: KERNEL_START only); None means warm kernels are off
-    "The modules a zygote imports after KERNEL_START: $MLOPS_NB_PRELOAD if set, else PRELOAD if the notebooks use it."
+    "The modules a zygote imports after KERNEL_START: $MLOPS_NB_PRELOAD if set, else those of PRELOAD the notebooks use."
     env = os.environ if env is None else env
     value = env.get(ENV_PRELOAD)
     if value is None:
@@ -56,8 +75,8 @@ def preload_modules(
         preload = [m for m in PRELOAD if m != "git" or shutil.which("git", path=env.get("PATH"))]
         packages = {m.partition(".")[0] for m in preload}
         if imports is None: return preload
-        if not {m.partition(".")[0] for m in imports} & packages: return []
-        return preload + sorted(m for m in imports - set(preload) if "." in m and m.partition(".")[0] in packages)
+        needed = packages_needed(imports)
+        return [m for m in preload if m.partition(".")[0] in needed] + sorted(m for m in imports - set(preload) if "." in m and m.partition(".")[0] in packages)
     if value.strip().lower() in ("", "off", "0", "no", "none"): return None
     return [m.strip() for m in value.split(",") if m.strip()]
 
