@@ -73,10 +73,10 @@ def preload_modules(
     if value is None:
         import shutil   # GitPython refuses to import without the git command: preloading it then would turn warm kernels off
         preload = [m for m in PRELOAD if m != "git" or shutil.which("git", path=env.get("PATH"))]
-        packages = {m.partition(".")[0] for m in preload}
         if imports is None: return preload
-        needed = packages_needed(imports)
-        return [m for m in preload if m.partition(".")[0] in needed] + sorted(m for m in imports - set(preload) if "." in m and m.partition(".")[0] in packages)
+        needed = packages_needed(imports) & {m.partition(".")[0] for m in preload}
+        return ([m for m in preload if m.partition(".")[0] in needed]
+                + sorted(m for m in imports - set(preload) if "." in m and m.partition(".")[0] in needed))
     if value.strip().lower() in ("", "off", "0", "no", "none"): return None
     return [m.strip() for m in value.split(",") if m.strip()]
 
