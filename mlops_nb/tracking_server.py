@@ -155,7 +155,7 @@ def server_command(
             "--host", host, "--port", str(port), "--workers", str(workers), "--allowed-hosts", hosts]
 
 # %% ../nbs/11_tracking_server.ipynb #2c7c4d86
-JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"   # MLflow's switch for its job runner
+JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"   # MLflow's switch for its job runner, by name: importing MLflow to read it would cost the server's parent ~2 s
 
 # %% ../nbs/11_tracking_server.ipynb #16076fcf
 def server_env(
