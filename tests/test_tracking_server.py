@@ -73,7 +73,9 @@ for i in range(runs):
 @server_mode
 def test_eight_notebook_processes_times_50_runs_lose_nothing(project, tmp_path):
     nb = write_notebook(project/"runs.ipynb", RUNS, parameters="proc = 0\nruns = 1\n")
-    procs = [subprocess.Popen([BIN/"papermill", nb, tmp_path/f"out{p}.ipynb", "-p", "proc", str(p), "-p", "runs", "50",
+    # the mlops_nb engine: its kernels talk over IPC sockets, where papermill's own pick TCP ports that another
+    # process may take before the kernel binds them (jupyter_client's race: "Kernel died before replying to kernel_info")
+    procs = [subprocess.Popen([BIN/"papermill", "--engine", "mlops_nb", nb, tmp_path/f"out{p}.ipynb", "-p", "proc", str(p), "-p", "runs", "50",
                                "--cwd", project, "--start-timeout", "600"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for p in range(8)]
     outs = [p.communicate(timeout=900) for p in procs]
