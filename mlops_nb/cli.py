@@ -8,7 +8,7 @@ import json, os, sys
 from pathlib import Path
 import click
 from . import __version__
-from .config import CHAMPION, METRIC_TAG_PREFIX, MlopsNbError, project_store, quick_exit
+from .config import CHAMPION, METRIC_TAG_PREFIX, PIPELINE_FILE, MlopsNbError, project_store, quick_exit
 
 # %% auto #0
 __all__ = ['BadInput', 'main', 'examples', 'runs', 'best', 'register', 'models', 'promote', 'history', 'rollback', 'run_command',
@@ -194,7 +194,7 @@ def _executor(name:str, scheduler:str|None, jobs:int|None, pipeline):
 @main.command("run", epilog=examples("mlops-nb run", "mlops-nb run --dry-run --only train", "mlops-nb run -p train_month=3 -p valid_month=4 -j 2",
                                      "mlops-nb run --force train      # re-run one step (repeatable)", "mlops-nb run --resume",
                                      "mlops-nb run --executor dask --scheduler tcp://10.0.0.5:8786"))
-@click.argument("pipeline", default="pipeline.yaml", type=click.Path())
+@click.argument("pipeline", default=PIPELINE_FILE, type=click.Path())
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a pipeline parameter (typed as papermill types -p).")
 @click.option("-f", "--params-file", type=click.Path(), help="A YAML file of parameter overrides.")
 @click.option("--only", metavar="STEP", help="Re-run just this step (upstream steps run only if not cached).")
@@ -230,7 +230,7 @@ def run_command(pipeline, params, params_file, only, from_step, force, resume, j
 
 # %% ../nbs/08_cli.ipynb #0e1b91fa
 @main.command(epilog=examples("mlops-nb steps", "mlops-nb steps other/pipeline.yaml"))
-@click.argument("pipeline", default="pipeline.yaml", type=click.Path())
+@click.argument("pipeline", default=PIPELINE_FILE, type=click.Path())
 def steps(pipeline):
     "List the steps of PIPELINE with the parameters their notebooks declare."
     from mlops_nb.pipeline_spec import load_pipeline, validate
@@ -352,7 +352,7 @@ def _policy_options(command):
 # %% ../nbs/08_cli.ipynb #8bd52466
 @main.command(epilog=examples("mlops-nb retrain --batch batches/2026-11.parquet", "mlops-nb retrain other/pipeline.yaml --batch week.csv --period 48 --json",
                               "mlops-nb retrain --batch nov.parquet --trigger always --window 1"))
-@click.argument("pipeline", default="pipeline.yaml", type=click.Path(exists=True))
+@click.argument("pipeline", default=PIPELINE_FILE, type=click.Path(exists=True))
 @click.option("--batch", required=True, type=click.Path(exists=True, dir_okay=False), help="The newest labelled batch: a .parquet/.csv file.")
 @click.option("--period", type=int, default=None, help="The batch's period  [default: its period column, retrain.period]")
 @_policy_options

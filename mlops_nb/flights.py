@@ -8,7 +8,7 @@ import importlib.util, os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from .config import MlopsNbError, cache_dir
+from .config import PIPELINE_FILE, MlopsNbError, cache_dir
 
 # %% auto #0
 __all__ = ['FEATURES', 'TARGET', 'MIN_MPH', 'MAX_MPH', 'TRUSTED_TYPES', 'DEFAULT_GRID', 'REPLAY_COLUMNS', 'flights_file',
@@ -252,7 +252,7 @@ def replay(
     background = ThreadPoolExecutor(1, thread_name_prefix="mlops_nb-baseline")   # the baselines' fits overlap the loop's kernels
     baselines = {m: background.submit(refit_baseline, m, sample) for m in range(from_month, to_month + 1)}
     try:
-        with _inside(workdir), RetrainLoop(workdir/"pipeline.yaml", policy or RetrainPolicy(), monitor, name=name,
+        with _inside(workdir), RetrainLoop(workdir/PIPELINE_FILE, policy or RetrainPolicy(), monitor, name=name,
                                            params={"sample": sample}, jobs=jobs, progress=progress) as loop:
             if models: loop.spec.grid = {"train": {"model": list(models)}}
             frozen = load(loop.name, version=loop.start(from_month))
@@ -366,7 +366,7 @@ def demo(
         say("the demo uses its own sqlite store, not MLFLOW_TRACKING_URI")
     with _inside(folder):
         say(f"flights demo in {folder}: train on month {train_month}, validate on month {valid_month}")
-        result = run_pipeline(folder/"pipeline.yaml", params={"train_month": train_month, "valid_month": valid_month, "sample": sample}, jobs=jobs)
+        result = run_pipeline(folder/PIPELINE_FILE, params={"train_month": train_month, "valid_month": valid_month, "sample": sample}, jobs=jobs)
         say(demo_summary(result, folder))
         if not with_replay or valid_month == 12: return folder
         say(f"\nretraining loop: months {valid_month}-12 arrive one by one and the champion of model flights-replay serves each; "

@@ -8,7 +8,7 @@ import itertools, json, os, shutil, time, uuid
 from dataclasses import dataclass, field
 from fastcore.basics import patch
 from pathlib import Path
-from .config import MlopsNbError, mlflow_client
+from .config import PIPELINE_FILE, MlopsNbError, mlflow_client
 from .kernels import cold_summary
 from .config import ERROR_TAG, FOLDER_TAG, PAPERMILL_TAG, POINT_TAG, SECONDS_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP  # the contract
 from .pipeline_spec import Pipeline, PipelineError, Step, Task, best_goals, load_pipeline, validate
@@ -414,7 +414,7 @@ def _all_cached(p:Pipeline, declared:dict, order:list, force)->PipelineResult|No
 
 # %% ../nbs/03_pipeline.ipynb #d32fd9c5
 def run_pipeline(
-    pipeline:Pipeline|str|Path="pipeline.yaml", # a Pipeline, or the path of its YAML
+    pipeline:Pipeline|str|Path=PIPELINE_FILE, # a Pipeline, or the path of its YAML
     params:dict|None=None, # overrides of pipeline parameters (with a path)
     force:bool|list=False, # True: re-run every step; a list: re-run those steps
     only:str|None=None, # re-run just this step (upstream steps run only if not cached)
@@ -458,7 +458,7 @@ def run_pipeline(
 
 # %% ../nbs/03_pipeline.ipynb #59e9a448
 def plan(
-    pipeline:Pipeline|str|Path="pipeline.yaml", # a Pipeline, or the path of its YAML
+    pipeline:Pipeline|str|Path=PIPELINE_FILE, # a Pipeline, or the path of its YAML
     params:dict|None=None, # overrides of pipeline parameters
     force:bool|list=False, # as in run_pipeline
     only:str|None=None, # as in run_pipeline
