@@ -68,6 +68,14 @@ def model_format(
     return ModelFormat(tuple(map(str, flavors)), get(pyfunc, "loader_module"), get(sk, "serialization_format", "pickle"),
                        get(pyfunc, "model_path"), str(get(pyfunc, "predict_fn", "predict") or "predict"), _unsafe_reason(pyfunc, sk))
 
+# %% ../nbs/01b_loading.ipynb #3edaec0b
+def _fetch(where:str, name:str, folder:str)->Path:
+    "One file of a model, as a local path (downloaded into `folder` unless it is already local)."
+    local = Path(where[len("file://"):] if where.startswith("file://") else where)
+    if "://" not in where and ":/" not in where: return local/name
+    import mlflow
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{where}/{name}", dst_path=folder))
+
 # %% ../nbs/01b_loading.ipynb #595d3f10
 _REGISTERED = re.compile(r"models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)/?")
 _LOGGED = re.compile(r"models:/(?P<id>m-[0-9a-f]{8,})/?")
@@ -82,14 +90,6 @@ def model_files(
         import mlflow
         return mlflow.get_logged_model(m["id"]).artifact_location
     return uri.rstrip("/")
-
-# %% ../nbs/01b_loading.ipynb #3edaec0b
-def _fetch(where:str, name:str, folder:str)->Path:
-    "One file of a model, as a local path (downloaded into `folder` unless it is already local)."
-    local = Path(where[len("file://"):] if where.startswith("file://") else where)
-    if "://" not in where and ":/" not in where: return local/name
-    import mlflow
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{where}/{name}", dst_path=folder))
 
 # %% ../nbs/01b_loading.ipynb #b11c53eb
 def read_mlmodel(

@@ -241,6 +241,12 @@ def to_dict(self:Assessment)->dict:
             "items": [{"id": c.item.id, "level": c.item.level, "text": c.item.text, "met": c.met, "evidence": c.evidence} for c in self.checks],
             "next_steps": self.next_steps}
 
+# %% ../nbs/07_maturity.ipynb #de1532b6
+@patch
+def __str__(self:Assessment)->str:
+    "The assessment as a terminal table, as `to_text`."
+    return self.to_text()
+
 # %% ../nbs/07_maturity.ipynb #47684f5e
 @patch
 def to_text(self:Assessment)->str:
@@ -254,12 +260,6 @@ def to_text(self:Assessment)->str:
                       f"      {'detected: ' if c.detected else ''}{c.evidence}"]
     lines += ["", "Next steps:", *(f"  - {s}" for s in self.next_steps), "", RECOMMENDATION]
     return "\n".join(lines)
-
-# %% ../nbs/07_maturity.ipynb #de1532b6
-@patch
-def __str__(self:Assessment)->str:
-    "The assessment as a terminal table, as `to_text`."
-    return self.to_text()
 
 # %% ../nbs/07_maturity.ipynb #95934bd7
 _CODE = re.compile(r"`([^`]+)`")

@@ -292,34 +292,6 @@ def _verdict(self:Monitor, table, pred_row, degradation)->tuple[str, bool]:
     if degradation is not None and degradation > self.max_degradation: return "performance_drop", shifted
     return ("drift" if shifted or (pred_row and pred_row["drifted"]) else "ok"), shifted
 
-# %% ../nbs/05_monitoring.ipynb #2f26b0b9
-@patch
-def check(self:Monitor,
-          batch, # a DataFrame, a .parquet/.csv file, or a folder of parquet files (the prediction log)
-          labels=None, # late labels: a DataFrame with request_id and the target, joined to the batch
-          name:str|None=None, # the batch's name (default: the file name, else batch-<n>)
-         )->MonitorReport:
-    "Check one batch: drift per column, prediction drift, performance on labelled rows, a verdict; log it."
-    import pandas as pd
-    from mlops_nb.metrics import goal
-    df = read_frame(batch)
-    if labels is not None: df = join_labels(df, labels)
-    name = name or (Path(batch).stem if isinstance(batch, (str, Path)) else f"batch-{len(self.history) + 1}")
-    table = drift(self.reference, df, self.columns, self.categorical, self.method)
-    pred = self._predictions(df)
-    pred_row = prediction_drift(self.reference_pred, pred) if pred is not None and self.reference_pred is not None else None
-    metrics = self._performance(df, pred)
-    metric = self.metric or _main_metric(metrics) or _main_metric(self.baseline)
-    degradation = _degradation(metric, metrics, self.baseline, goal(metric, self.mode, root=self.root)) if metric else None
-    verdict, shifted = self._verdict(table, pred_row, degradation)
-    self.history.append({"batch": name, "verdict": verdict, "n_rows": len(df), "drift_share": float(table.drifted.mean()),
-                         **metrics, **{f"baseline_{k}": v for k, v in self.baseline.items() if k != "n"}})
-    report = MonitorReport(name, verdict, table, metrics, self.baseline, pred_row, shifted, degradation, metric,
-                           pd.DataFrame(self.history), data=(self.reference, df))
-    if self.experiment: report.run_id = self._log(report, len(self.history))
-    self.reports.append(report)
-    return report
-
 # %% ../nbs/05_monitoring.ipynb #9f5bb908
 def _batch_metrics(report:MonitorReport)->dict:
     "Everything numeric about a batch, as MLflow metrics."
@@ -360,6 +332,34 @@ def _log(self:Monitor, report:MonitorReport, step:int)->str:
     client.log_text(rid, f"<!doctype html><meta charset='utf-8'>{report._repr_html_()}", "report.html")
     client.set_terminated(rid)
     return rid
+
+# %% ../nbs/05_monitoring.ipynb #2f26b0b9
+@patch
+def check(self:Monitor,
+          batch, # a DataFrame, a .parquet/.csv file, or a folder of parquet files (the prediction log)
+          labels=None, # late labels: a DataFrame with request_id and the target, joined to the batch
+          name:str|None=None, # the batch's name (default: the file name, else batch-<n>)
+         )->MonitorReport:
+    "Check one batch: drift per column, prediction drift, performance on labelled rows, a verdict; log it."
+    import pandas as pd
+    from mlops_nb.metrics import goal
+    df = read_frame(batch)
+    if labels is not None: df = join_labels(df, labels)
+    name = name or (Path(batch).stem if isinstance(batch, (str, Path)) else f"batch-{len(self.history) + 1}")
+    table = drift(self.reference, df, self.columns, self.categorical, self.method)
+    pred = self._predictions(df)
+    pred_row = prediction_drift(self.reference_pred, pred) if pred is not None and self.reference_pred is not None else None
+    metrics = self._performance(df, pred)
+    metric = self.metric or _main_metric(metrics) or _main_metric(self.baseline)
+    degradation = _degradation(metric, metrics, self.baseline, goal(metric, self.mode, root=self.root)) if metric else None
+    verdict, shifted = self._verdict(table, pred_row, degradation)
+    self.history.append({"batch": name, "verdict": verdict, "n_rows": len(df), "drift_share": float(table.drifted.mean()),
+                         **metrics, **{f"baseline_{k}": v for k, v in self.baseline.items() if k != "n"}})
+    report = MonitorReport(name, verdict, table, metrics, self.baseline, pred_row, shifted, degradation, metric,
+                           pd.DataFrame(self.history), data=(self.reference, df))
+    if self.experiment: report.run_id = self._log(report, len(self.history))
+    self.reports.append(report)
+    return report
 
 # %% ../nbs/05_monitoring.ipynb #2291b453
 def checked_batches(

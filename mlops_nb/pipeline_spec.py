@@ -102,7 +102,7 @@ def _read_yaml(path:Path, what:str)->dict:
 
 # %% ../nbs/03a_pipeline_spec.ipynb #8286a9bf
 def load_pipeline(
-    path:str|Path="pipeline.yaml", # the pipeline file (or its folder)
+    path:str|Path=PIPELINE_FILE, # the pipeline file (or its folder)
     params:dict|None=None, # overrides of pipeline parameters
     params_file:str|Path|None=None, # a YAML file of overrides (applied before `params`)
 )->Pipeline:
@@ -145,6 +145,12 @@ def _resolve(value, params:dict, where:str):
     lone = _REF.fullmatch(value)
     return params[lone[1]] if lone else _REF.sub(lambda m: str(params[m[1]]), value)
 
+# %% ../nbs/03a_pipeline_spec.ipynb #f8c47ae8
+def _read_notebook(path)->dict:
+    "A notebook file's JSON (read without nbformat's schema validation: the runner only needs cells and tags)."
+    try: return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e: raise PipelineError(f"{path} is not a notebook (not valid JSON: {e})") from None
+
 # %% ../nbs/03a_pipeline_spec.ipynb #1224d154
 def notebook_parameters(
     path:str|Path, # a notebook
@@ -152,12 +158,6 @@ def notebook_parameters(
     "The parameters a notebook declares in its `parameters` cell."
     from mlops_nb.provenance import declared_parameters
     return declared_parameters(_read_notebook(path))
-
-# %% ../nbs/03a_pipeline_spec.ipynb #f8c47ae8
-def _read_notebook(path)->dict:
-    "A notebook file's JSON (read without nbformat's schema validation: the runner only needs cells and tags)."
-    try: return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e: raise PipelineError(f"{path} is not a notebook (not valid JSON: {e})") from None
 
 # %% ../nbs/03a_pipeline_spec.ipynb #a1d39d12
 def topological(pipeline:Pipeline)->list[Step]:

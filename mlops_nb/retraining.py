@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from fastcore.basics import patch
 from .pipeline_spec import digest
 from .retrain_policy import RetrainPolicy, retrain_spec
-from .config import KIND_RETRAINING, KIND_TAG, MlopsNbError, did_you_mean, store_client
+from .config import KIND_RETRAINING, KIND_TAG, PIPELINE_FILE, MlopsNbError, did_you_mean, store_client
 from .config import (  # the contract
     BASELINE_TAG_PREFIX, CHALLENGER, CHAMPION, METRIC_TAG_PREFIX, POINT_TAG, RECIPE_TAG, REFIT_OF_TAG, TAG_STEP, TRAIN_DATA_TAG, TRAINED_UNTIL_TAG)
 
@@ -38,7 +38,7 @@ def pipeline_for_window(
 class RetrainLoop:
     "Monitor each batch; when the policy fires, back-test recipes on it, refit the winner on the newest window, promote with evidence."
     def __init__(self,
-                 pipeline="pipeline.yaml", # a Pipeline or the path of its pipeline.yaml (with a retrain block)
+                 pipeline=PIPELINE_FILE, # a Pipeline or the path of its pipeline.yaml (with a retrain block)
                  policy:RetrainPolicy|None=None, # when to retrain and which windows to try (default: RetrainPolicy())
                  monitor:dict|None=None, # Monitor settings (max_degradation, experiment, ...)
                  name:str|None=None, # the registered model (default: the pipeline's model_name parameter, else its name)
@@ -70,13 +70,6 @@ def executor(self:RetrainLoop):
         self._executor = LocalExecutor(self.jobs, notebooks=[self.pipeline.root/s.notebook for s in self.pipeline.steps])
     return self._executor
 
-# %% ../nbs/06_retraining.ipynb #65bb5002
-@patch
-def close(self:RetrainLoop):
-    "Stop the loop's kernels."
-    if self._executor is not None: self._executor.shutdown()
-    self._executor = None
-
 # %% ../nbs/06_retraining.ipynb #6ad8cb68
 @patch
 def __enter__(self:RetrainLoop): return self
@@ -84,6 +77,13 @@ def __enter__(self:RetrainLoop): return self
 # %% ../nbs/06_retraining.ipynb #971b73e7
 @patch
 def __exit__(self:RetrainLoop, *exc): self.close()
+
+# %% ../nbs/06_retraining.ipynb #65bb5002
+@patch
+def close(self:RetrainLoop):
+    "Stop the loop's kernels."
+    if self._executor is not None: self._executor.shutdown()
+    self._executor = None
 
 # %% ../nbs/06_retraining.ipynb #5bfe0aa9
 @patch

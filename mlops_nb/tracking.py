@@ -30,19 +30,6 @@ def _unknown_experiment(client, name:str)->MlopsNbError:
     return MlopsNbError(f"no experiment named {name!r} in {client.tracking_uri}{did_you_mean(name, known)} "
                         f"(experiments there: {', '.join(known[:10]) or 'none'})")
 
-# %% ../nbs/01_tracking.ipynb #90857989
-_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (store, name) -> id, so a sweep asks once per process
-
-def experiment_id(
-    name:str, # the experiment's name
-    create:bool=False, # create it when missing (else raise)
-    root:str|Path|None=None, # the project whose store to use (default: `project_root()`)
-)->str: # its MLflow id
-    "The id of experiment `name` in the project's store (a read never creates the store)."
-    uri = use_store(root, create=create)
-    if (uri, name) not in _EXPERIMENTS: _EXPERIMENTS[uri, name] = _find_experiment(uri, name, create)
-    return _EXPERIMENTS[uri, name]
-
 # %% ../nbs/01_tracking.ipynb #a42678ed
 def _find_experiment(uri:str, name:str, create:bool)->str:
     from mlflow.exceptions import MlflowException
@@ -57,6 +44,19 @@ def _find_experiment(uri:str, name:str, create:bool)->str:
     except MlflowException as e:
         if "already exists" not in str(e): raise
         return client.get_experiment_by_name(name).experiment_id
+
+# %% ../nbs/01_tracking.ipynb #90857989
+_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (store, name) -> id, so a sweep asks once per process
+
+def experiment_id(
+    name:str, # the experiment's name
+    create:bool=False, # create it when missing (else raise)
+    root:str|Path|None=None, # the project whose store to use (default: `project_root()`)
+)->str: # its MLflow id
+    "The id of experiment `name` in the project's store (a read never creates the store)."
+    uri = use_store(root, create=create)
+    if (uri, name) not in _EXPERIMENTS: _EXPERIMENTS[uri, name] = _find_experiment(uri, name, create)
+    return _EXPERIMENTS[uri, name]
 
 # %% ../nbs/01_tracking.ipynb #78159b3f
 EVALUATION_NAMES = {"valid", "validation", "test", "eval", "evaluation"}  # inputs logged with context "evaluation"

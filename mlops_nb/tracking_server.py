@@ -32,22 +32,6 @@ def default_backend(
     "The project's own sqlite store: what the server serves when no backend is given."
     return project_store(root)
 
-# %% ../nbs/11_tracking_server.ipynb #329d307f
-def check_backend(
-    uri:str, # a SQLAlchemy database URL (postgresql://..., sqlite:///...)
-)->str: # the same URI, known to be usable
-    "Refuse a backend store URI with an unknown scheme, a missing driver, or a database that cannot be reached."
-    scheme = uri.split("://", 1)[0] if "://" in uri else ""
-    if scheme == "postgres": raise MlopsNbError(f"{_redact(uri)}: write postgresql://..., not postgres://...")
-    if scheme not in BACKENDS:
-        raise MlopsNbError(f"backend store {_redact(uri)!r} is not a database URL: use postgresql://user:password@host:port/db "
-                           f"(or one of {', '.join(s + '://' for s in BACKENDS)})")
-    if scheme == "postgresql": scheme, uri = _postgres_driver(uri)
-    if not _installed(BACKENDS[scheme]): raise MlopsNbError(f"the {scheme} driver {BACKENDS[scheme]!r} is not installed: pip install {_PIP.get(BACKENDS[scheme], BACKENDS[scheme])}")
-    if scheme == "sqlite": return ensure_store(uri)
-    _connect(uri)
-    return uri
-
 # %% ../nbs/11_tracking_server.ipynb #3503cda5
 def _installed(module:str)->bool:
     import importlib.util
@@ -73,6 +57,22 @@ def _connect(uri:str):
         raise MlopsNbError(f"cannot connect to the backend store {_redact(uri)}: {reason}; is the database running "
                            "and are the user, password and database name right?") from None
     finally: engine.dispose()
+
+# %% ../nbs/11_tracking_server.ipynb #329d307f
+def check_backend(
+    uri:str, # a SQLAlchemy database URL (postgresql://..., sqlite:///...)
+)->str: # the same URI, known to be usable
+    "Refuse a backend store URI with an unknown scheme, a missing driver, or a database that cannot be reached."
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme == "postgres": raise MlopsNbError(f"{_redact(uri)}: write postgresql://..., not postgres://...")
+    if scheme not in BACKENDS:
+        raise MlopsNbError(f"backend store {_redact(uri)!r} is not a database URL: use postgresql://user:password@host:port/db "
+                           f"(or one of {', '.join(s + '://' for s in BACKENDS)})")
+    if scheme == "postgresql": scheme, uri = _postgres_driver(uri)
+    if not _installed(BACKENDS[scheme]): raise MlopsNbError(f"the {scheme} driver {BACKENDS[scheme]!r} is not installed: pip install {_PIP.get(BACKENDS[scheme], BACKENDS[scheme])}")
+    if scheme == "sqlite": return ensure_store(uri)
+    _connect(uri)
+    return uri
 
 # %% ../nbs/11_tracking_server.ipynb #12a6902a
 _WILDCARD = ("0.0.0.0", "::", "")
@@ -232,6 +232,20 @@ def _healthy(url:str)->bool:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as r: return r.status == 200
     except OSError: return False
 
+# %% ../nbs/11_tracking_server.ipynb #da253d0b
+def _wait_healthy(server:Server, probe:str, timeout:float):
+    "Return once `/health` answers; stop the server and raise with its log's tail otherwise."
+    deadline = time.monotonic() + timeout
+    while not _healthy(probe):
+        if not server.alive():
+            raise MlopsNbError(f"mlflow server exited with code {server.process.returncode} while starting; "
+                               f"the end of its log ({server.log}):\n{_tail(server.log)}")
+        if time.monotonic() > deadline:
+            server.stop()
+            raise MlopsNbError(f"mlflow server did not answer {probe}/health within {timeout:g} s; the end of its log "
+                               f"({server.log}):\n{_tail(server.log)}")
+        time.sleep(0.25)
+
 # %% ../nbs/11_tracking_server.ipynb #893dfe25
 def start_server(
     backend_store_uri:str|None=None, # the database (default: the project's sqlite store, `default_backend()`)
@@ -257,20 +271,6 @@ def start_server(
     try: _wait_healthy(server, server_uri("127.0.0.1" if host in _WILDCARD else host, port), timeout)
     except BaseException: server.stop(); raise   # an error, Ctrl-C or SIGTERM while starting leaves nothing running
     return server
-
-# %% ../nbs/11_tracking_server.ipynb #da253d0b
-def _wait_healthy(server:Server, probe:str, timeout:float):
-    "Return once `/health` answers; stop the server and raise with its log's tail otherwise."
-    deadline = time.monotonic() + timeout
-    while not _healthy(probe):
-        if not server.alive():
-            raise MlopsNbError(f"mlflow server exited with code {server.process.returncode} while starting; "
-                               f"the end of its log ({server.log}):\n{_tail(server.log)}")
-        if time.monotonic() > deadline:
-            server.stop()
-            raise MlopsNbError(f"mlflow server did not answer {probe}/health within {timeout:g} s; the end of its log "
-                               f"({server.log}):\n{_tail(server.log)}")
-        time.sleep(0.25)
 
 # %% ../nbs/11_tracking_server.ipynb #aaa5e09d
 class _Stopped(BaseException):
