@@ -11,8 +11,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['PREDICTION_LOG', 'VARIANT_COLUMN', 'LOG_COLUMNS', 'CHAMPION', 'CHALLENGER', 'KIND_TAG', 'KIND_MONITORING',
            'KIND_RETRAINING', 'TAG_NOTEBOOK', 'TAG_EXECUTION', 'PAPERMILL_TAG', 'GIT_COMMIT_TAG', 'GIT_DIRTY_TAG',
-           'ERROR_TAG', 'DATA_TAG_PREFIX', 'GOAL_TAG', 'TAG_PIPELINE', 'TAG_STEP', 'FOLDER_TAG', 'POINT_TAG',
-           'SECONDS_TAG', 'METRIC_TAG_PREFIX', 'EVALUATION_TAG', 'REFIT_OF_TAG', 'PRIMARY_METRIC_TAG',
+           'PARENT_RUN_TAG', 'ERROR_TAG', 'DATA_TAG_PREFIX', 'GOAL_TAG', 'TAG_PIPELINE', 'TAG_STEP', 'FOLDER_TAG',
+           'POINT_TAG', 'SECONDS_TAG', 'METRIC_TAG_PREFIX', 'EVALUATION_TAG', 'REFIT_OF_TAG', 'PRIMARY_METRIC_TAG',
            'HISTORY_TAG_PREFIX', 'PICKLE_TAG', 'TRAIN_DATA_TAG', 'RECIPE_TAG', 'TRAINED_UNTIL_TAG',
            'BASELINE_TAG_PREFIX', 'VERDICT_TAG', 'BATCH_TAG', 'MODEL_TAG', 'PIPELINE_FILE', 'SETTINGS_FILE',
            'STORE_FILE', 'ARTIFACTS_FOLDER', 'PROJECT_MARKERS', 'SETTINGS_SECTIONS', 'LOCK_PREFIX', 'quick_exit',
@@ -69,6 +69,9 @@ PAPERMILL_TAG = "mlops_nb.papermill"  # "true" on runs started under papermill
 
 # %% ../nbs/00_config.ipynb #fd5da89c
 GIT_COMMIT_TAG, GIT_DIRTY_TAG = "mlflow.source.git.commit", "mlops_nb.git.dirty"  # the commit; "true" or "false"
+
+# %% ../nbs/00_config.ipynb #c8eecb52
+PARENT_RUN_TAG = "mlflow.parentRunId"   # MLflow's own tag: the UI nests a run under this run id
 
 # %% ../nbs/00_config.ipynb #5ed0b0ef
 ERROR_TAG = "mlops_nb.error"  # the message of the error a run or pipeline step failed with

@@ -10,7 +10,7 @@ from pathlib import Path
 from fastcore.basics import patch
 from .config import MlopsNbError, mlflow_client, project_root, store_client
 from .drift import P_VALUE_TESTS, shared_columns, sorted_finite, dataset_drift, drift, performance, prediction_drift
-from .config import BATCH_TAG, KIND_MONITORING, KIND_TAG, LOG_COLUMNS, MODEL_TAG, PREDICTION_LOG, VARIANT_COLUMN, VERDICT_TAG  # the contract
+from .config import BATCH_TAG, KIND_MONITORING, KIND_TAG, LOG_COLUMNS, MODEL_TAG, PARENT_RUN_TAG, PREDICTION_LOG, VARIANT_COLUMN, VERDICT_TAG  # the contract
 
 # %% auto #0
 __all__ = ['read_frame', 'join_labels', 'MonitorReport', 'Monitor', 'checked_batches']
@@ -321,7 +321,7 @@ def _log(self:Monitor, report:MonitorReport, step:int)->str:
     client = mlflow_client(uri)
     client.set_experiment_tag(exp, KIND_TAG, KIND_MONITORING)
     tags = {KIND_TAG: KIND_MONITORING, VERDICT_TAG: report.verdict, BATCH_TAG: report.name, MODEL_TAG: self.model_name or ""}
-    if parent := step_run_id(): tags["mlflow.parentRunId"] = parent
+    if parent := step_run_id(): tags[PARENT_RUN_TAG] = parent
     run = client.create_run(exp, run_name=report.name, tags=tags)
     now, rid = int(time.time() * 1000), run.info.run_id
     params = {"reference_rows": len(self.reference), "drift_share_threshold": self.drift_share,

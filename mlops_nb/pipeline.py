@@ -10,7 +10,7 @@ from fastcore.basics import patch
 from pathlib import Path
 from .config import PIPELINE_FILE, MlopsNbError, mlflow_client
 from .kernels import cold_summary
-from .config import ERROR_TAG, FOLDER_TAG, PAPERMILL_TAG, POINT_TAG, SECONDS_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP  # the contract
+from .config import ERROR_TAG, FOLDER_TAG, PAPERMILL_TAG, PARENT_RUN_TAG, POINT_TAG, SECONDS_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP  # the contract
 from .pipeline_spec import Pipeline, PipelineError, Step, Task, best_goals, load_pipeline, validate
 from .pipeline_spec import cached, digest, file_hash, read_record, record_path, step_tasks, topological, upstream, write_atomically
 from .pipeline_spec import remove_leftovers, remove_path, set_aside
@@ -237,7 +237,7 @@ def _create_run(self:_Runner, task:Task, id_file:Path)->str:
     "On the recorder: the task's MLflow run, its id written to `id_file` for the kernel (or why there is none)."
     try:
         self.opened.result()
-        tags = {"mlflow.parentRunId": self.result.run_id, TAG_PIPELINE: self.p.name, TAG_STEP: task.step,
+        tags = {PARENT_RUN_TAG: self.result.run_id, TAG_PIPELINE: self.p.name, TAG_STEP: task.step,
                 TAG_NOTEBOOK: str(task.notebook), **self.origin}
         if task.point is not None: tags[POINT_TAG] = str(task.point)
         run_id = self.client.create_run(self.exp_id, run_name=task.label, tags=tags).info.run_id

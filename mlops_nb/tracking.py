@@ -8,8 +8,9 @@ import ast, contextlib, functools, json, numbers, os, sys, time, traceback, uuid
 from pathlib import Path
 from fastcore.basics import patch
 from .config import MlopsNbError, artifact_root, mlflow_client, did_you_mean, project_root, refresh_stats, trusted_types, use_store
-from .config import (  # the contract
-    DATA_TAG_PREFIX, ERROR_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG, TAG_NOTEBOOK, TAG_PIPELINE, TAG_STEP)
+from mlops_nb.config import (  # the contract
+    DATA_TAG_PREFIX, ERROR_TAG, GOAL_TAG, KIND_MONITORING, KIND_RETRAINING, KIND_TAG, PAPERMILL_TAG, PARENT_RUN_TAG, TAG_NOTEBOOK, TAG_PIPELINE,
+    TAG_STEP)
 from .metrics import GoalError, check_goals, goal, goal_tags
 from .provenance import ENV_EXECUTION, fingerprint, git_tags, model_requirements, notebook_path, papermill_parameters, share_distributions_with_mlflow, step_run_id
 
@@ -120,7 +121,7 @@ class Tracker(contextlib.ContextDecorator):
         step_run = _step_run_to_join()
         if step_run: run = mlflow.start_run(run_id=step_run)   # the runner logged the step's params already
         else:
-            parent = {"mlflow.parentRunId": step} if (step := step_run_id()) and not mlflow.active_run() else {}
+            parent = {PARENT_RUN_TAG: step} if (step := step_run_id()) and not mlflow.active_run() else {}
             run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
                                    tags=self._context_tags() | parent, nested=mlflow.active_run() is not None)
             params = papermill_parameters() | params
