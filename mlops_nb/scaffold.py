@@ -80,10 +80,10 @@ from pathlib import Path
 from mlops_nb.pipeline_spec import load_pipeline, validate
 
 HERE = Path(__file__).resolve().parent.parent
-SOURCES = (PIPELINE_FILE, SETTINGS_FILE, "ci.yaml", "*.ipynb", "*.py")   # what the pipeline needs, not its outputs
+SOURCES = ("pipeline.yaml", "mlops_nb.toml", "ci.yaml", "*.ipynb", "*.py")   # what the pipeline needs, not its outputs
 
 def test_pipeline_is_valid():
-    validate(load_pipeline(HERE/PIPELINE_FILE))
+    validate(load_pipeline(HERE/"pipeline.yaml"))
 
 def test_pipeline_runs_end_to_end(tmp_path):
     work = tmp_path/"project"
