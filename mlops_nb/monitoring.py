@@ -93,7 +93,7 @@ def _overlay(ax, ref, cur, kind:str, name:str):
         shares = shares.loc[shares.max(axis=1).sort_values(ascending=False).index[:12]]
         x = np.arange(len(shares))
         ax.bar(x - 0.2, shares.reference, 0.4, label="reference"); ax.bar(x + 0.2, shares.current, 0.4, label="current")
-        ax.set_xticks(x, [str(v) for v in shares.index], rotation=45, fontsize=7)
+        ax.set_xticks(x, [str(v) for v in shares.index], rotation=30, ha="right", rotation_mode="anchor", fontsize=8)   # labels end under their bars
     ax.set_title(name, fontsize=9)
 
 # %% ../nbs/05_monitoring.ipynb #5f50c5c2
@@ -126,8 +126,10 @@ def plot_history(self:MonitorReport, metric:str|None=None):
         ax.set_ylabel(metric)
     share = ax.twinx() if plotted else ax   # no metric (no labels): the drift share alone, on the left axis
     share.bar(h.batch, h.drift_share, alpha=0.2, color="tab:red", label="drift share"); share.set_ylim(0, 1); share.set_ylabel("drift share")
-    ax.tick_params(axis="x", rotation=45, labelsize=7)
-    fig.legend(fontsize=7, loc="upper left"); fig.tight_layout()
+    ax.tick_params(axis="x", labelsize=7)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")   # batch names end under their point
+    fig.tight_layout()
+    fig.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1), ncol=3, frameon=False)   # above the plot, clear of both axes
     return fig
 
 # %% ../nbs/05_monitoring.ipynb #f7d22f3a
